@@ -1,0 +1,5 @@
+"""Allow ``python -m modelserve``."""
+
+from modelserve.cli.main import main
+
+main()

@@ -1,0 +1,74 @@
+"""``create_app(settings)``: routers, error handlers, middleware and the lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI
+
+from modelserve import __version__
+from modelserve.config import Settings
+from modelserve.core.db import Database
+from modelserve.core.errors import install_error_handlers
+from modelserve.core.http import BodySizeLimitMiddleware
+from modelserve.core.responses import ORJSONResponse
+from modelserve.health.router import router as health_router
+from modelserve.inference.cache import ModelCache
+from modelserve.inference.router import router as predict_router
+from modelserve.inference.service import InferenceService
+from modelserve.predictions.router import router as predictions_router
+from modelserve.predictions.service import PredictionLog
+from modelserve.registry.router import router as registry_router
+from modelserve.state import AppState
+
+
+def open_state(settings: Settings) -> AppState:
+    """Open the engine and caches for one process."""
+    settings.ensure_data_dir()
+    db = Database(settings.resolved_database_url, pool_size=settings.inference_threads + 4)
+    cache = ModelCache(settings.model_cache_size)
+    inference = InferenceService(db, cache, PredictionLog(db), settings)
+    return AppState(
+        settings=settings,
+        db=db,
+        cache=cache,
+        inference=inference,
+        model_threads=anyio.CapacityLimiter(settings.inference_threads),
+    )
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the application; nothing touches the database until the lifespan starts."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        state = open_state(settings)
+        app.state.modelserve = state
+        try:
+            yield
+        finally:
+            state.db.dispose()
+
+    docs = settings.docs_enabled
+    app = FastAPI(
+        title="modelserve",
+        version=__version__,
+        summary="Validated, logged predictions from registered scikit-learn models.",
+        lifespan=lifespan,
+        default_response_class=ORJSONResponse,
+        docs_url="/docs" if docs else None,
+        redoc_url="/redoc" if docs else None,
+        openapi_url="/openapi.json" if docs else None,
+    )
+    install_error_handlers(app)
+    app.add_middleware(
+        BodySizeLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        upload_limit=settings.max_upload_bytes,
+    )
+    for router in (health_router, registry_router, predict_router, predictions_router):
+        app.include_router(router)
+    return app

@@ -1,0 +1,49 @@
+"""What every command shares: settings, the database, the console, error rendering."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import orjson
+from rich.console import Console
+from sqlalchemy.orm import Session
+
+from modelserve.config import Settings
+from modelserve.core import migrate
+from modelserve.core.db import Database
+from modelserve.core.errors import AppError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from the environment, with command-line overrides that were given."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def open_database(settings: Settings) -> Database:
+    """A migrated database for ``settings`` (pending migrations are applied)."""
+    settings.ensure_data_dir()
+    migrate.upgrade(settings.resolved_database_url)
+    return Database(settings.resolved_database_url, pool_size=2)
+
+
+@contextmanager
+def transaction(settings: Settings | None = None) -> Iterator[Session]:
+    """One committed transaction on the configured database."""
+    db = open_database(settings or load_settings())
+    try:
+        with db.transaction() as session:
+            yield session
+    finally:
+        db.dispose()
+
+
+def render_error(exc: AppError) -> None:
+    """Print an application error for a person."""
+    err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    if exc.details:
+        err_console.print(orjson.dumps(exc.details, option=orjson.OPT_INDENT_2).decode())

@@ -1,0 +1,38 @@
+"""``modelserve db``: migrations."""
+
+from __future__ import annotations
+
+import typer
+
+from modelserve.cli.common import console, load_settings
+from modelserve.core import migrate
+from modelserve.core.db import Database
+
+app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+
+
+@app.command("upgrade")
+def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Apply pending migrations."""
+    settings = load_settings()
+    settings.ensure_data_dir()
+    migrate.upgrade(settings.resolved_database_url, revision)
+    console.print(f"[green]database at {revision}[/]")
+
+
+@app.command("downgrade")
+def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
+    """Revert migrations."""
+    migrate.downgrade(load_settings().resolved_database_url, revision)
+    console.print(f"[yellow]database at {revision}[/]")
+
+
+@app.command("current")
+def current() -> None:
+    """Show the database's revision and the newest one shipped."""
+    db = Database(load_settings().resolved_database_url, pool_size=1)
+    try:
+        console.print(f"current: {migrate.current_revision(db.engine)}")
+        console.print(f"head:    {migrate.head_revision()}")
+    finally:
+        db.dispose()

@@ -1,0 +1,97 @@
+"""``modelserve serve`` and ``modelserve demo``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+
+from modelserve.app import create_app
+from modelserve.cli.common import console, load_settings, open_database
+from modelserve.cli.train import run_training
+from modelserve.config import Settings
+from modelserve.core.errors import NotFound
+from modelserve.registry.service import RegistryService
+from modelserve.training.service import TrainingJob, register_trained
+
+DEMO_MODEL = "iris"
+HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
+PortOption = Annotated[int | None, typer.Option(help="Port (default 8000).")]
+
+
+def run_server(settings: Settings) -> None:
+    """Apply pending migrations, then serve until interrupted."""
+    open_database(settings).dispose()
+    console.print(
+        f"serving on [bold]http://{settings.host}:{settings.port}[/] "
+        f"(docs at /docs) with {settings.resolved_database_url.split('://')[0]}"
+    )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level="info",
+        access_log=False,
+    )
+
+
+def serve(host: HostOption = None, port: PortOption = None) -> None:
+    """Serve the API on the configured database."""
+    run_server(load_settings(host=host, port=port))
+
+
+def write_demo_csv(data_dir: Path) -> Path:
+    """The iris data set that ships with scikit-learn, as a CSV with readable column names."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    frame = iris.frame.rename(columns=lambda c: c.replace(" (cm)", "").replace(" ", "_"))
+    frame["species"] = [str(iris.target_names[i]) for i in iris.target]
+    frame = frame.drop(columns=["target"])
+    path = data_dir / "demo" / "iris.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def ensure_demo_model(settings: Settings) -> None:
+    """Train and register the demo model once; later runs reuse it."""
+    db = open_database(settings)
+    try:
+        with db.transaction() as session:
+            try:
+                RegistryService(session).resolve(DEMO_MODEL)
+                console.print(f"demo model [bold]{DEMO_MODEL}[/] already registered")
+                return
+            except NotFound:
+                pass
+        job = TrainingJob(
+            data=write_demo_csv(settings.ensure_data_dir()),
+            target="species",
+            name=DEMO_MODEL,
+            algorithm="linear",
+            alias="production",
+            description="Logistic regression on scikit-learn's iris data set",
+        )
+        trained = run_training(job)
+        with db.transaction() as session:
+            version = register_trained(session, job, trained)
+        console.print(f"[green]registered {version.model} v{version.version} as production[/]")
+    finally:
+        db.dispose()
+
+
+def demo(
+    host: HostOption = None,
+    port: PortOption = None,
+    serve_after: Annotated[
+        bool, typer.Option("--serve/--no-serve", help="Serve afterwards.")
+    ] = True,
+) -> None:
+    """Train a demo model on scikit-learn's iris data (nothing downloaded) and serve it."""
+    settings = load_settings(host=host, port=port)
+    ensure_demo_model(settings)
+    if serve_after:
+        run_server(settings)

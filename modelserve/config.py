@@ -1,0 +1,62 @@
+"""Settings, read from ``MODELSERVE_*`` environment variables (or passed explicitly)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the server, the CLI and the tests can configure.
+
+    Nothing reads the environment at import time: build a ``Settings()`` where it is needed.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+
+    data_dir: Path = Field(default=Path(".modelserve"), description="Where local state lives.")
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; defaults to a SQLite file in the data dir. "
+        "Use postgresql+psycopg://... for PostgreSQL.",
+    )
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    max_body_bytes: int = Field(
+        default=2 * 1024 * 1024, ge=1024, description="Largest JSON request body accepted."
+    )
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024, ge=1024, description="Largest model artifact accepted."
+    )
+    max_batch_size: int = Field(
+        default=1000, ge=1, description="Most instances accepted in one prediction request."
+    )
+    model_cache_size: int = Field(
+        default=16, ge=1, description="Loaded model versions kept in memory per process."
+    )
+    inference_threads: int = Field(
+        default=4, ge=1, description="Threads running model code, off the event loop."
+    )
+    docs_enabled: bool = True
+
+    @field_validator("database_url")
+    @classmethod
+    def _normalise_postgres_driver(cls, value: str | None) -> str | None:
+        # Users paste libpq-style URLs; we only ship the psycopg 3 driver.
+        if value is not None and value.startswith(("postgresql://", "postgres://")):
+            return "postgresql+psycopg://" + value.split("://", 1)[1]
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the configured one, or SQLite in the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'modelserve.db').resolve()}"
+
+    def ensure_data_dir(self) -> Path:
+        """Create the data dir if needed and return it."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        return self.data_dir

@@ -1,0 +1,193 @@
+"""The one error hierarchy, and its mapping to the one JSON error envelope.
+
+    AppError (500 internal_error)
+     +-- BadRequest (400 bad_request)
+     |    +-- MalformedJSON (400 malformed_json)
+     +-- NotFound (404 not_found)
+     +-- Conflict (409 conflict)
+     +-- PayloadTooLarge (413 payload_too_large)
+     +-- ValidationFailed (422 validation_error)
+     |    +-- UnsafeArtifact (422 unsafe_artifact)
+     |    +-- InvalidArtifact (422 invalid_artifact)
+     +-- ModelUnavailable (503 model_unavailable)
+          +-- ArtifactIntegrityError (503 artifact_integrity_error)
+
+Services raise these; they never know about HTTP. ``install_error_handlers`` turns them (and
+FastAPI's own validation errors, unknown routes and crashes) into ``ErrorBody`` JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from modelserve.core.responses import ORJSONResponse
+
+logger = logging.getLogger(__name__)
+
+
+class ErrorBody(BaseModel):
+    """The shape of every error response."""
+
+    code: str = Field(description="Stable machine-readable error code.", examples=["not_found"])
+    message: str = Field(description="What went wrong, for a person.")
+    details: Any = Field(default=None, description="Structured specifics, e.g. every problem.")
+
+
+class AppError(Exception):
+    """Base of every error the application raises on purpose."""
+
+    status_code: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_body(self) -> ErrorBody:
+        """The envelope for this error."""
+        return ErrorBody(code=self.code, message=self.message, details=self.details)
+
+
+class BadRequest(AppError):
+    """The request cannot be understood."""
+
+    status_code = 400
+    code = "bad_request"
+
+
+class MalformedJSON(BadRequest):
+    """The body is not valid JSON."""
+
+    code = "malformed_json"
+
+
+class NotFound(AppError):
+    """The thing asked for does not exist."""
+
+    status_code = 404
+    code = "not_found"
+
+
+class Conflict(AppError):
+    """The request clashes with the current state."""
+
+    status_code = 409
+    code = "conflict"
+
+
+class PayloadTooLarge(AppError):
+    """The body is over the configured limit."""
+
+    status_code = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(AppError):
+    """The request is well-formed but its content is invalid; ``details`` lists every problem."""
+
+    status_code = 422
+    code = "validation_error"
+
+
+class UnsafeArtifact(ValidationFailed):
+    """A model file needs code we refuse to load."""
+
+    code = "unsafe_artifact"
+
+
+class InvalidArtifact(ValidationFailed):
+    """A model file cannot be read or is not a usable model."""
+
+    code = "invalid_artifact"
+
+
+class ModelUnavailable(AppError):
+    """A registered model cannot be served right now."""
+
+    status_code = 503
+    code = "model_unavailable"
+
+
+class ArtifactIntegrityError(ModelUnavailable):
+    """Stored artifact bytes no longer match the sha256 recorded at registration."""
+
+    code = "artifact_integrity_error"
+
+
+def error_response(
+    status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Render an envelope."""
+    return ORJSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
+
+
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in {
+        400: "Malformed request",
+        404: "Not found",
+        413: "Body too large",
+        422: "Invalid content; details lists every problem",
+        500: "Internal error",
+    }.items()
+}
+"""Responses every router declares, so the envelope appears in the OpenAPI schema."""
+
+
+def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+    return [
+        {
+            "loc": [str(part) for part in err.get("loc", ())],
+            "message": err.get("msg", ""),
+            "type": err.get("type", ""),
+        }
+        for err in exc.errors()
+    ]
+
+
+async def _app_error_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, AppError)
+    if exc.status_code >= 500:
+        logger.error("%s: %s", exc.code, exc.message)
+    return error_response(exc.status_code, exc.to_body())
+
+
+async def _request_validation_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    details = _validation_details(exc)
+    if any(d["type"] == "json_invalid" for d in details):
+        return error_response(
+            400,
+            ErrorBody(code=MalformedJSON.code, message="Body is not valid JSON.", details=details),
+        )
+    body = ErrorBody(code=ValidationFailed.code, message="Request is invalid.", details=details)
+    return error_response(422, body)
+
+
+async def _http_exception_handler(_: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    body = ErrorBody(code=code, message=str(exc.detail))
+    return error_response(exc.status_code, body, headers=exc.headers)
+
+
+async def _unhandled_handler(_: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error", exc_info=exc)
+    return error_response(500, ErrorBody(code="internal_error", message="Internal server error."))
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map every error to the envelope, once, for the whole app."""
+    app.add_exception_handler(AppError, _app_error_handler)
+    app.add_exception_handler(RequestValidationError, _request_validation_handler)
+    app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
+    app.add_exception_handler(Exception, _unhandled_handler)

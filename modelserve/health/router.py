@@ -1,0 +1,42 @@
+"""``/healthz`` (process alive) and ``/readyz`` (database reachable, migrations at head)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import Response
+
+from modelserve.core import migrate
+from modelserve.core.errors import ErrorBody, error_response
+from modelserve.core.responses import ORJSONResponse
+from modelserve.deps import StateDep
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz", summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness", responses={503: {"model": ErrorBody}})
+def readyz(state: StateDep) -> Response:
+    """Ready when the database answers and its schema is at the newest migration."""
+    checks: dict[str, Any] = {}
+    try:
+        with state.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+        current = migrate.current_revision(state.db.engine)
+        head = migrate.head_revision()
+        checks["migrations"] = "head" if current == head else f"at {current}, head is {head}"
+    except SQLAlchemyError as exc:
+        checks["database"] = f"unreachable: {type(exc).__name__}"
+    if checks.get("database") == "ok" and checks.get("migrations") == "head":
+        return ORJSONResponse({"status": "ready", **checks})
+    body = ErrorBody(code="not_ready", message="Not ready.", details=checks)
+    return error_response(503, body)

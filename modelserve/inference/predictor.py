@@ -1,0 +1,56 @@
+"""A loaded model version behind one small contract: validated columns in, labels and
+probabilities out."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from modelserve.inference.validation import ValidatedBatch
+from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
+
+PREDICT = "predict"
+PREDICT_PROBA = "predict_proba"
+
+
+@dataclass(frozen=True)
+class PredictionResult:
+    """What a model returned for a batch, as JSON-ready Python values."""
+
+    predictions: list[Any]
+    probabilities: list[dict[str, float]] | None
+
+
+class Predictor:
+    """Runs one immutable model version. Call only from worker threads, never the event loop."""
+
+    def __init__(self, estimator: Any, schema: InputSchema, output: OutputSpec) -> None:
+        self.estimator = estimator
+        self.schema = schema
+        self.output = output
+        # Estimators fitted on a DataFrame remember its columns and need one; others take a
+        # plain matrix, which skips pandas entirely.
+        self.needs_frame = hasattr(estimator, "feature_names_in_") or any(
+            f.type is FeatureType.CATEGORY for f in schema.features
+        )
+        self.with_proba = output.task == "classification" and hasattr(estimator, PREDICT_PROBA)
+        self.labels = [str(label) for label in output.classes or []]
+
+    def model_input(self, batch: ValidatedBatch) -> Any:
+        """The object handed to the estimator: a DataFrame or a float matrix."""
+        if self.needs_frame:
+            return pd.DataFrame(batch.columns, columns=self.schema.names)
+        return np.column_stack([batch.columns[name] for name in self.schema.names])
+
+    def predict(self, batch: ValidatedBatch) -> PredictionResult:
+        """Predict labels (and probabilities for classifiers) for every row."""
+        features = self.model_input(batch)
+        predictions = np.asarray(getattr(self.estimator, PREDICT)(features)).tolist()
+        probabilities = None
+        if self.with_proba:
+            matrix = np.asarray(getattr(self.estimator, PREDICT_PROBA)(features), dtype=float)
+            probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
+        return PredictionResult(predictions=predictions, probabilities=probabilities)

@@ -1,0 +1,80 @@
+"""v1 predict routes: read the body, hand over to InferenceService off the event loop."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Path, Request
+from starlette.responses import Response
+
+from modelserve.core.errors import ERROR_RESPONSES, AppError
+from modelserve.core.http import parse_json, read_body
+from modelserve.core.responses import ORJSONResponse
+from modelserve.deps import StateDep
+from modelserve.inference.schemas import PredictRequest, PredictResponse
+from modelserve.inference.service import PredictCall, Target
+
+router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
+
+NamePath = Annotated[str, Path(min_length=1, max_length=128)]
+_ROUTE: dict[str, Any] = {
+    "response_model": PredictResponse,
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+        }
+    },
+}
+
+
+async def _predict(request: Request, state: StateDep, target: Target) -> Response:
+    started = time.perf_counter()
+    request_id = uuid.uuid4()
+    payload: Any = None
+    payload_error: AppError | None = None
+    try:
+        payload = parse_json(await read_body(request, state.settings.max_body_bytes))
+    except AppError as exc:
+        payload_error = exc
+    call = PredictCall(target, payload, payload_error, request_id, started)
+    served = await anyio.to_thread.run_sync(
+        state.inference.predict, call, limiter=state.model_threads
+    )
+    body: dict[str, Any] = {
+        "model": served.version.model_name,
+        "version": served.version.number,
+        "request_id": str(request_id),
+        "predictions": served.result.predictions,
+    }
+    if served.result.probabilities is not None:
+        body["probabilities"] = served.result.probabilities
+    return ORJSONResponse(body, headers={"X-Request-ID": str(request_id)})
+
+
+@router.post("/{name}/predict", summary="Predict with the default version", **_ROUTE)
+async def predict_default(name: NamePath, request: Request, state: StateDep) -> Response:
+    """Predict with the ``production`` alias if set, else the latest version."""
+    return await _predict(request, state, Target(name))
+
+
+@router.post("/{name}/versions/{version}/predict", summary="Predict with a version", **_ROUTE)
+async def predict_version(
+    name: NamePath, version: Annotated[int, Path(ge=1)], request: Request, state: StateDep
+) -> Response:
+    """Predict with one numbered version."""
+    return await _predict(request, state, Target(name, version=version))
+
+
+@router.post("/{name}/aliases/{alias}/predict", summary="Predict with an alias", **_ROUTE)
+async def predict_alias(
+    name: NamePath,
+    alias: Annotated[str, Path(min_length=1, max_length=64)],
+    request: Request,
+    state: StateDep,
+) -> Response:
+    """Predict with the version an alias points at."""
+    return await _predict(request, state, Target(name, alias=alias))

@@ -1,0 +1,171 @@
+"""The predict path: resolve the version, validate, predict off the event loop, log."""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any, cast
+
+from modelserve.config import Settings
+from modelserve.core.clock import utcnow
+from modelserve.core.db import Database
+from modelserve.core.errors import AppError, ArtifactIntegrityError
+from modelserve.inference.cache import LoadedVersion, ModelCache
+from modelserve.inference.predictor import PredictionResult, Predictor
+from modelserve.inference.validation import CompiledValidator
+from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
+from modelserve.predictions.service import PredictionLog
+from modelserve.registry.loaders import ArtifactFormat, load_artifact
+from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
+
+
+class InferenceFailed(AppError):
+    """The model raised on validated input."""
+
+    status_code = 500
+    code = "inference_error"
+
+
+@dataclass(frozen=True)
+class Target:
+    """Which version a request asks for: a number, an alias, or neither (the default)."""
+
+    name: str
+    version: int | None = None
+    alias: str | None = None
+
+
+@dataclass(frozen=True)
+class PredictCall:
+    """One prediction request as the transport hands it over."""
+
+    target: Target
+    payload: Any
+    payload_error: AppError | None
+    request_id: uuid.UUID
+    started: float
+    protocol: str = "v1"
+
+
+@dataclass(frozen=True)
+class Served:
+    """A successful prediction."""
+
+    version: ResolvedVersion
+    result: PredictionResult
+
+
+def _status_of(exc: AppError) -> PredictionStatus:
+    return "invalid" if exc.status_code < 500 else "error"
+
+
+def loggable(value: Any) -> Any:
+    """``value`` with non-finite floats spelled as strings, since JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list):
+        return [loggable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: loggable(v) for k, v in value.items()}
+    return value
+
+
+class InferenceService:
+    """Serves predictions for every transport; call ``predict`` from a worker thread."""
+
+    def __init__(self, db: Database, cache: ModelCache, log: PredictionLog, settings: Settings):
+        self.db = db
+        self.cache = cache
+        self.log = log
+        self.settings = settings
+
+    def resolve(self, target: Target) -> ResolvedVersion:
+        """The version serving ``target`` (NotFound when there is none)."""
+        with self.db.sessions() as session:
+            return RegistryService(session).resolve(
+                target.name, version=target.version, alias=target.alias
+            )
+
+    def load(self, version: ResolvedVersion) -> LoadedVersion:
+        """The cached loaded version, loading (and checking its sha256) on first use."""
+        return self.cache.get(version.version_id, lambda: self._load(version))
+
+    def _load(self, version: ResolvedVersion) -> LoadedVersion:
+        with self.db.sessions() as session:
+            data = RegistryService(session).artifact(version.version_id)
+        if sha256_hex(data) != version.sha256:
+            raise ArtifactIntegrityError(
+                f"Artifact of {version.model_name} v{version.number} does not match its sha256; "
+                "refusing to load it.",
+                details={"expected_sha256": version.sha256},
+            )
+        loaded = load_artifact(data, cast(ArtifactFormat, version.format))
+        return LoadedVersion(
+            version_id=version.version_id,
+            validator=CompiledValidator(
+                version.input_schema, max_rows=self.settings.max_batch_size
+            ),
+            predictor=Predictor(loaded.estimator, version.input_schema, version.output),
+        )
+
+    def predict(self, call: PredictCall) -> Served:
+        """Serve one request and log it, success or failure."""
+        version = self.resolve(call.target)
+        try:
+            if call.payload_error is not None:
+                raise call.payload_error
+            loaded = self.load(version)
+            batch = loaded.validator.validate(call.payload)
+            try:
+                result = loaded.predictor.predict(batch)
+            except Exception as exc:
+                raise InferenceFailed(
+                    "The model failed on this input.",
+                    details={"error": f"{type(exc).__name__}: {exc}"},
+                ) from exc
+        except AppError as exc:
+            self._log(
+                call,
+                version,
+                status=_status_of(exc),
+                http_status=exc.status_code,
+                error=exc.to_body().model_dump(),
+            )
+            raise
+        outputs: dict[str, Any] = {"predictions": result.predictions}
+        if result.probabilities is not None:
+            outputs["probabilities"] = result.probabilities
+        self._log(call, version, status="ok", http_status=200, outputs=outputs, n_rows=batch.n_rows)
+        return Served(version=version, result=result)
+
+    def _log(
+        self,
+        call: PredictCall,
+        version: ResolvedVersion,
+        *,
+        status: PredictionStatus,
+        http_status: int,
+        outputs: Any = None,
+        error: Any = None,
+        n_rows: int = 0,
+    ) -> None:
+        payload = call.payload
+        inputs = payload.get("instances", payload) if isinstance(payload, dict) else payload
+        self.log.write(
+            PredictionRecord(
+                request_id=call.request_id,
+                model_id=version.model_id,
+                model_version_id=version.version_id,
+                protocol=call.protocol,
+                status=status,
+                http_status=http_status,
+                latency_ms=(time.perf_counter() - call.started) * 1000.0,
+                n_rows=n_rows,
+                inputs=loggable(inputs),
+                outputs=outputs,
+                error=error,
+                created_at=utcnow(),
+            )
+        )

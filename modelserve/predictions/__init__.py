@@ -1,0 +1,1 @@
+"""The prediction log: every request that resolved a model, success or failure."""

@@ -1,0 +1,41 @@
+"""Prediction log table."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy.orm import Mapped, mapped_column
+
+from modelserve.core.clock import utcnow
+from modelserve.core.db import Base, JSONType, UTCDateTime
+
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Prediction(Base):
+    """One logged prediction request."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_model_created", "model_id", "created_at", "id"),
+        Index("ix_predictions_created", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(Uuid(), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
+    model_version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
+    )
+    protocol: Mapped[str] = mapped_column(String(16), default="v1")
+    status: Mapped[str] = mapped_column(String(16))
+    http_status: Mapped[int] = mapped_column(Integer)
+    latency_ms: Mapped[float] = mapped_column(Float)
+    n_rows: Mapped[int] = mapped_column(Integer, default=0)
+    inputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    outputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    error: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

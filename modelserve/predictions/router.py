@@ -1,0 +1,25 @@
+"""Prediction-log HTTP routes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from modelserve.core.errors import ERROR_RESPONSES
+from modelserve.deps import SessionDep
+from modelserve.predictions.schemas import PredictionsPage
+from modelserve.predictions.service import PredictionQueryService
+
+router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERROR_RESPONSES)
+
+
+@router.get("", response_model=PredictionsPage, summary="Read the prediction log")
+def list_predictions(
+    session: SessionDep,
+    model: Annotated[str | None, Query(max_length=128, description="Only this model.")] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(max_length=256, description="From next_cursor.")] = None,
+) -> PredictionsPage:
+    """Logged predictions, newest first, a page at a time."""
+    return PredictionQueryService(session).list(model=model, limit=limit, cursor=cursor)

@@ -1,0 +1,55 @@
+"""Prediction-log schemas."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+PredictionStatus = Literal["ok", "invalid", "error"]
+
+
+@dataclass(frozen=True)
+class PredictionRecord:
+    """One prediction request to log, success or failure."""
+
+    request_id: uuid.UUID
+    model_id: int
+    model_version_id: int
+    protocol: str
+    status: PredictionStatus
+    http_status: int
+    latency_ms: float
+    n_rows: int
+    inputs: Any
+    outputs: Any
+    error: Any
+    created_at: datetime
+
+
+class PredictionPublic(BaseModel):
+    """A logged prediction."""
+
+    id: int
+    request_id: uuid.UUID
+    model: str
+    version: int
+    protocol: str
+    status: PredictionStatus
+    http_status: int
+    latency_ms: float
+    n_rows: int
+    inputs: Any
+    outputs: Any
+    error: Any
+    created_at: datetime
+
+
+class PredictionsPage(BaseModel):
+    """A newest-first page of the log."""
+
+    data: list[PredictionPublic]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page; null at end.")

@@ -1,0 +1,98 @@
+"""Writing and reading the prediction log; knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import datetime
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from modelserve.core.db import Database
+from modelserve.core.errors import ModelUnavailable, NotFound, ValidationFailed
+from modelserve.predictions.repository import PredictionRepository
+from modelserve.predictions.schemas import PredictionPublic, PredictionRecord, PredictionsPage
+from modelserve.registry.repository import RegistryRepository
+
+
+class PredictionLog:
+    """Writes log records in their own transaction, so a failed request is logged too."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def write(self, record: PredictionRecord) -> None:
+        """Persist one record; raises ModelUnavailable when the database refuses it, so no
+        prediction is ever served unlogged."""
+        try:
+            with self.db.transaction() as session:
+                PredictionRepository(session).insert_many([record])
+        except SQLAlchemyError as exc:
+            raise ModelUnavailable(
+                "The prediction could not be logged; nothing was served.",
+                details={"error": type(exc).__name__},
+            ) from exc
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    """An opaque cursor for the row after which the next page starts."""
+    raw = f"{created_at.isoformat()}|{row_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Inverse of ``encode_cursor``; ValidationFailed on anything else."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        stamp, row_id = raw.split("|")
+        created_at = datetime.fromisoformat(stamp)
+        if created_at.tzinfo is None:
+            raise ValueError("naive cursor time")
+        return created_at, int(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise ValidationFailed(
+            "Invalid cursor.", details=[{"loc": ["query", "cursor"], "message": str(exc)}]
+        ) from exc
+
+
+class PredictionQueryService:
+    """Reads the log within one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.repo = PredictionRepository(session)
+        self.registry = RegistryRepository(session)
+
+    def list(self, *, model: str | None, limit: int, cursor: str | None) -> PredictionsPage:
+        """A newest-first page, optionally for one model."""
+        model_id = None
+        if model is not None:
+            found = self.registry.get_model(model)
+            if found is None:
+                raise NotFound(f"Model {model!r} not found.")
+            model_id = found.id
+        before = decode_cursor(cursor) if cursor else None
+        rows = self.repo.page(model_id=model_id, limit=limit + 1, before=before)
+        data = [
+            PredictionPublic(
+                id=p.id,
+                request_id=p.request_id,
+                model=name,
+                version=number,
+                protocol=p.protocol,
+                status=p.status,
+                http_status=p.http_status,
+                latency_ms=p.latency_ms,
+                n_rows=p.n_rows,
+                inputs=p.inputs,
+                outputs=p.outputs,
+                error=p.error,
+                created_at=p.created_at,
+            )
+            for p, name, number in rows[:limit]
+        ]
+        next_cursor = None
+        if len(rows) > limit:
+            last = data[-1]
+            next_cursor = encode_cursor(last.created_at, last.id)
+        return PredictionsPage(data=data, next_cursor=next_cursor)

@@ -1,0 +1,1 @@
+"""Model registry: named models, immutable versions, movable aliases, safe artifact loading."""

@@ -1,0 +1,76 @@
+"""Registry HTTP routes: thin wrappers over RegistryService."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, File, Form, Path, UploadFile
+from pydantic import ValidationError
+
+from modelserve.core.errors import ERROR_RESPONSES, BadRequest, ValidationFailed
+from modelserve.deps import SessionDep
+from modelserve.registry.schemas import (
+    AliasPublic,
+    AliasUpdate,
+    ModelPublic,
+    ModelsPublic,
+    RegistrationMetadata,
+    VersionPublic,
+)
+from modelserve.registry.service import RegistryService
+
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
+
+NamePath = Annotated[str, Path(min_length=1, max_length=128)]
+AliasPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+
+
+@router.get("", response_model=ModelsPublic, summary="List models")
+def list_models(session: SessionDep) -> ModelsPublic:
+    """Every model with its latest version and aliases."""
+    return RegistryService(session).list_models()
+
+
+@router.post("", response_model=VersionPublic, status_code=201, summary="Register a version")
+def register_model(
+    session: SessionDep,
+    file: Annotated[UploadFile, File(description="The artifact: skops, joblib or pickle.")],
+    metadata: Annotated[str, Form(description="RegistrationMetadata as a JSON string.")],
+) -> VersionPublic:
+    """Register a new version from an uploaded artifact and its JSON metadata."""
+    try:
+        meta = RegistrationMetadata.model_validate(orjson.loads(metadata))
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("'metadata' is not valid JSON.", details={"error": str(exc)}) from exc
+    except ValidationError as exc:
+        details = [
+            {"loc": ["metadata", *map(str, e["loc"])], "message": e["msg"]} for e in exc.errors()
+        ]
+        raise ValidationFailed("Invalid registration metadata.", details=details) from exc
+    data = file.file.read()
+    return RegistryService(session).register(data, meta)
+
+
+@router.get("/{name}", response_model=ModelPublic, summary="Show a model")
+def get_model(name: NamePath, session: SessionDep) -> ModelPublic:
+    """A model and all its versions."""
+    return RegistryService(session).get_model(name)
+
+
+@router.get("/{name}/versions/{version}", response_model=VersionPublic, summary="Show a version")
+def get_version(
+    name: NamePath, version: Annotated[int, Path(ge=1)], session: SessionDep
+) -> VersionPublic:
+    """One version: schema, output, metrics, environment."""
+    return RegistryService(session).get_version(name, version)
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasPublic, summary="Move an alias")
+def set_alias(
+    name: NamePath, alias: AliasPath, body: AliasUpdate, session: SessionDep
+) -> AliasPublic:
+    """Point an alias at a version (creating the alias if needed)."""
+    return RegistryService(session).set_alias(name, alias, body.version)

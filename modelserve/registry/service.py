@@ -1,0 +1,226 @@
+"""Registry logic shared by the HTTP API and the CLI; knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from modelserve.core.errors import InvalidArtifact, NotFound
+from modelserve.registry import probe
+from modelserve.registry.environment import current_environment, sklearn_mismatch
+from modelserve.registry.loaders import detect_format, load_artifact
+from modelserve.registry.models import Model, ModelVersion
+from modelserve.registry.repository import RegistryRepository
+from modelserve.registry.schemas import (
+    AliasPublic,
+    InputSchema,
+    ModelPublic,
+    ModelsPublic,
+    OutputSpec,
+    RegistrationMetadata,
+    VersionPublic,
+)
+
+DEFAULT_ALIAS = "production"
+
+
+@dataclass(frozen=True)
+class ResolvedVersion:
+    """Which stored version a request is served by."""
+
+    model_id: int
+    model_name: str
+    version_id: int
+    number: int
+    format: str
+    sha256: str
+    input_schema: InputSchema
+    output: OutputSpec
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class RegistryService:
+    """Models, versions and aliases, within one session (the caller commits)."""
+
+    def __init__(self, session: Session) -> None:
+        self.repo = RegistryRepository(session)
+        self.session = session
+
+    def register(
+        self, data: bytes, meta: RegistrationMetadata, *, environment: dict[str, str] | None = None
+    ) -> VersionPublic:
+        """Check an artifact loads safely and honours its schema, then store it as a new version.
+
+        ``environment`` is what training knows; otherwise the metadata's, else what the artifact
+        reveals (a pickle names the scikit-learn version it was made with).
+        """
+        fmt = meta.format or detect_format(data)
+        loaded = load_artifact(data, fmt)
+        output = probe.describe_output(loaded.estimator, meta.input_schema)
+        env = self._environment(environment, meta, loaded.trained_sklearn_version)
+        model = self._get_or_create_model(meta.name)
+        version = ModelVersion(
+            model_id=model.id,
+            number=self.repo.next_number(model.id),
+            format=fmt,
+            sha256=sha256_hex(data),
+            size_bytes=len(data),
+            input_schema=meta.input_schema.model_dump(mode="json", exclude_defaults=False),
+            output=output.model_dump(mode="json"),
+            metrics=meta.metrics,
+            environment=env,
+            description=meta.description,
+        )
+        self.repo.add_version(version, data)
+        if meta.alias:
+            self.repo.set_alias(model.id, meta.alias, version.id)
+        return self._version_public(model, version)
+
+    @staticmethod
+    def _environment(
+        given: dict[str, str] | None, meta: RegistrationMetadata, trained_sklearn: str | None
+    ) -> dict[str, Any]:
+        if given:
+            return {**given, "source": "training"}
+        if meta.environment:
+            return {**meta.environment, "source": "declared"}
+        env: dict[str, Any] = {**current_environment(), "source": "registration"}
+        if trained_sklearn:
+            env = {"scikit-learn": trained_sklearn, "source": "artifact"}
+        return env
+
+    def _get_or_create_model(self, name: str) -> Model:
+        model = self.repo.get_model(name, for_update=True)
+        if model is not None:
+            return model
+        try:
+            with self.session.begin_nested():
+                return self.repo.add_model(name)
+        except IntegrityError:
+            # Another process created it between our read and our insert.
+            model = self.repo.get_model(name, for_update=True)
+            if model is None:
+                raise
+            return model
+
+    def list_models(self) -> ModelsPublic:
+        """Every model with its latest version and aliases."""
+        latest = self.repo.latest_numbers()
+        aliases = self.repo.all_aliases()
+        data = [
+            ModelPublic(
+                name=m.name,
+                created_at=m.created_at,
+                latest_version=latest.get(m.id),
+                aliases=aliases.get(m.id, {}),
+            )
+            for m in self.repo.list_models()
+        ]
+        return ModelsPublic(data=data, count=len(data))
+
+    def get_model(self, name: str) -> ModelPublic:
+        """One model with all its versions."""
+        model = self._model(name)
+        aliases = dict(self.repo.aliases(model.id))
+        versions = [self._version_public(model, v, aliases) for v in self.repo.versions(model.id)]
+        return ModelPublic(
+            name=model.name,
+            created_at=model.created_at,
+            latest_version=versions[-1].version if versions else None,
+            aliases=aliases,
+            versions=versions,
+        )
+
+    def get_version(self, name: str, number: int) -> VersionPublic:
+        """One version of a model."""
+        model = self._model(name)
+        return self._version_public(model, self._version(model, number))
+
+    def set_alias(self, name: str, alias: str, number: int) -> AliasPublic:
+        """Point ``alias`` at version ``number``; returns where it pointed before too."""
+        model = self._model(name)
+        version = self._version(model, number)
+        previous_id = self.repo.set_alias(model.id, alias, version.id)
+        previous = None
+        if previous_id is not None:
+            previous = next(
+                (v.number for v in self.repo.versions(model.id) if v.id == previous_id), None
+            )
+        return AliasPublic(model=name, alias=alias, version=number, previous_version=previous)
+
+    def resolve(
+        self, name: str, *, version: int | None = None, alias: str | None = None
+    ) -> ResolvedVersion:
+        """The version serving a request: explicit number, alias, or production-else-latest."""
+        model = self._model(name)
+        if version is not None:
+            row = self._version(model, version)
+        elif alias is not None:
+            found = self.repo.aliased_version(model.id, alias)
+            if found is None:
+                raise NotFound(f"Model {name!r} has no alias {alias!r}.")
+            row = found
+        else:
+            found = self.repo.aliased_version(model.id, DEFAULT_ALIAS)
+            found = found or self.repo.latest_version(model.id)
+            if found is None:
+                raise NotFound(f"Model {name!r} has no versions.")
+            row = found
+        return ResolvedVersion(
+            model_id=model.id,
+            model_name=model.name,
+            version_id=row.id,
+            number=row.number,
+            format=row.format,
+            sha256=row.sha256,
+            input_schema=InputSchema.model_validate(row.input_schema),
+            output=OutputSpec.model_validate(row.output),
+        )
+
+    def artifact(self, version_id: int) -> bytes:
+        """The stored bytes of a version."""
+        data = self.repo.artifact(version_id)
+        if data is None:
+            raise InvalidArtifact(f"Version {version_id} has no stored artifact.")
+        return data
+
+    def _model(self, name: str) -> Model:
+        model = self.repo.get_model(name)
+        if model is None:
+            raise NotFound(f"Model {name!r} not found.")
+        return model
+
+    def _version(self, model: Model, number: int) -> ModelVersion:
+        row = self.repo.get_version(model.id, number)
+        if row is None:
+            raise NotFound(f"Model {model.name!r} has no version {number}.")
+        return row
+
+    def _version_public(
+        self, model: Model, version: ModelVersion, aliases: dict[str, int] | None = None
+    ) -> VersionPublic:
+        if aliases is None:
+            aliases = dict(self.repo.aliases(model.id))
+        return VersionPublic(
+            model=model.name,
+            version=version.number,
+            format=version.format,
+            sha256=version.sha256,
+            size_bytes=version.size_bytes,
+            input_schema=InputSchema.model_validate(version.input_schema),
+            output=OutputSpec.model_validate(version.output),
+            metrics=version.metrics,
+            environment=version.environment,
+            sklearn_version_mismatch=sklearn_mismatch(version.environment),
+            description=version.description,
+            aliases=sorted(a for a, n in aliases.items() if n == version.number),
+            created_at=version.created_at,
+        )

@@ -1,0 +1,23 @@
+"""What the lifespan opens and every request shares, per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import anyio
+
+from modelserve.config import Settings
+from modelserve.core.db import Database
+from modelserve.inference.cache import ModelCache
+from modelserve.inference.service import InferenceService
+
+
+@dataclass
+class AppState:
+    """Per-process resources, created by the lifespan and closed on shutdown."""
+
+    settings: Settings
+    db: Database
+    cache: ModelCache
+    inference: InferenceService
+    model_threads: anyio.CapacityLimiter

@@ -1,0 +1,1 @@
+"""Train scikit-learn pipelines from tabular data: schema inference, pipelines and metrics."""

@@ -1,0 +1,112 @@
+"""The command line, end to end: train from a CSV, register a file, alias, then predict over
+HTTP on the same database and find the logged row."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from factories import fit_iris, iris_schema, mixed_csv, to_bytes
+from typer.testing import CliRunner
+
+from modelserve.cli.main import app
+from modelserve.config import Settings
+
+runner = CliRunner()
+
+
+def invoke(*args: str, input_text: str | None = None) -> str:
+    result = runner.invoke(app, list(args), input=input_text)
+    assert result.exit_code == 0, result.output + repr(result.exception)
+    return result.output
+
+
+def test_train_csv_then_predict_and_find_log(
+    cli_env: Settings, client: TestClient, tmp_path: Path
+) -> None:
+    csv = mixed_csv(tmp_path / "churn.csv")
+    output = invoke("train", str(csv), "--target", "churn", "--name", "churn",
+                    "--algorithm", "random_forest", "--alias", "production", "--folds", "3")
+    assert "registered" in output
+    assert "accuracy" in output
+    version = client.get("/v1/models/churn/versions/1").json()
+    schema = {f["name"]: f for f in version["input_schema"]["features"]}
+    assert schema["income"]["type"] == "number"
+    assert schema["income"]["nullable"] is True
+    assert schema["age"]["type"] == "integer"
+    assert schema["member"]["type"] == "boolean"
+    assert schema["region"]["categories"] == ["east", "north", "south"]
+    assert version["output"]["classes"] == ["no", "yes"]
+    assert version["aliases"] == ["production"]
+    assert version["metrics"]["accuracy"]["mean"] > 0.6
+    instance = {"income": 91000.0, "age": 30, "member": True, "region": "south"}
+    response = client.post("/v1/models/churn/predict", json={"instances": [instance]})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["predictions"] in (["yes"], ["no"])
+    [row] = client.get("/v1/predictions", params={"model": "churn"}).json()["data"]
+    assert (row["request_id"], row["version"], row["inputs"]) == (body["request_id"], 1,
+                                                                   [instance])
+    assert row["outputs"]["predictions"] == body["predictions"]
+    wrong = client.post("/v1/models/churn/predict",
+                        json={"instances": [instance | {"member": "0", "region": "west"}]})
+    assert [(p["feature"], p["type"]) for p in wrong.json()["details"]] == [
+        ("member", "wrong_type"), ("region", "not_allowed")]
+
+
+def test_register_alias_list_show(cli_env: Settings, tmp_path: Path) -> None:
+    artifact = tmp_path / "iris.joblib"
+    artifact.write_bytes(to_bytes(fit_iris(), "joblib"))
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(iris_schema()))
+    assert "iris v1" in invoke("models", "register", str(artifact), "--name", "iris",
+                               "--schema", str(schema))
+    invoke("models", "register", str(artifact), "--name", "iris", "--schema", str(schema))
+    assert "iris@production -> v2" in invoke("models", "alias", "iris", "production", "2")
+    assert "(was v2)" in invoke("models", "alias", "iris", "production", "1")
+    listing = invoke("models", "list")
+    assert "iris" in listing
+    assert "production->v1" in listing
+    shown = invoke("models", "show", "iris")
+    assert "joblib" in shown
+    assert "classification" in shown
+
+
+def test_cli_errors_are_clear(cli_env: Settings, tmp_path: Path) -> None:
+    result = runner.invoke(app, ["models", "show", "ghost"])
+    assert result.exit_code == 1
+    assert "not_found" in result.output
+    evil = tmp_path / "evil.pkl"
+    evil.write_bytes(b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06"
+                     b"system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.")
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps(iris_schema()))
+    result = runner.invoke(app, ["models", "register", str(evil), "--name", "evil",
+                                 "--schema", str(schema)])
+    assert result.exit_code == 1
+    assert "unsafe_artifact" in result.output
+
+
+def test_flags_sklearn_mismatch_in_cli(cli_env: Settings, client: TestClient) -> None:
+    from factories import register_iris
+
+    register_iris(client, environment={"scikit-learn": "0.24.2"})
+    assert "0.24.2" in invoke("models", "show", "iris")
+    assert "trained with" in invoke("models", "show", "iris")
+
+
+def test_db_commands(cli_env: Settings) -> None:
+    output = invoke("db", "current")
+    assert "current: 0001" in output
+    assert "head:    0001" in output
+    invoke("db", "upgrade")
+
+
+def test_demo_trains_once(cli_env: Settings, client: TestClient) -> None:
+    first = invoke("demo", "--no-serve")
+    assert "registered iris v1 as production" in first
+    assert "already registered" in invoke("demo", "--no-serve")
+    instance = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
+    response = client.post("/v1/models/iris/predict", json={"instances": [instance]})
+    assert response.json()["predictions"] == ["virginica"]

@@ -1,0 +1,144 @@
+"""Fixtures: a fresh migrated database per test, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import make_url
+
+from modelserve.app import create_app
+from modelserve.config import Settings
+from modelserve.core import migrate
+from modelserve.core.db import Database
+
+PG_URL = os.environ.get(
+    "MODELSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+BACKENDS = ("sqlite", "postgresql")
+
+
+def _pg_conninfo(database: str) -> str:
+    url = make_url(PG_URL).set(drivername="postgresql", database=database)
+    return url.render_as_string(hide_password=False)
+
+
+def _pg_url(database: str) -> str:
+    return make_url(PG_URL).set(database=database).render_as_string(hide_password=False)
+
+
+def _pg_admin(sql: str) -> None:
+    with psycopg.connect(_pg_conninfo(make_url(PG_URL).database or "postgres"),
+                         autocommit=True) as conn:
+        conn.execute(sql)  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="session")
+def postgres_available() -> bool:
+    """Whether the test PostgreSQL answers; under CI it must."""
+    try:
+        _pg_admin("SELECT 1")
+    except psycopg.OperationalError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"PostgreSQL is required under CI: {exc}")
+        return False
+    return True
+
+
+def _worker() -> str:
+    return os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated to head once per session, copied for each test."""
+    path = tmp_path_factory.mktemp("template") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_template(postgres_available: bool) -> Iterator[str]:
+    """A PostgreSQL database migrated to head once per session, cloned for each test."""
+    if not postgres_available:
+        pytest.skip("PostgreSQL not reachable")
+    name = f"modelserve_tmpl_{_worker()}_{uuid.uuid4().hex[:8]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    migrate.upgrade(_pg_url(name))
+    yield name
+    _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Which database this test runs on."""
+    return str(request.param)
+
+
+@pytest.fixture
+def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database at the newest migration."""
+    if backend == "sqlite":
+        path = tmp_path / "modelserve.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        yield f"sqlite:///{path}"
+        return
+    template = request.getfixturevalue("postgres_template")
+    name = f"modelserve_t_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path
+                       ) -> Iterator[str]:
+    """A fresh database with no tables at all."""
+    if backend == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    if not request.getfixturevalue("postgres_available"):
+        pytest.skip("PostgreSQL not reachable")
+    name = f"modelserve_e_{uuid.uuid4().hex[:12]}"
+    _pg_admin(f'CREATE DATABASE "{name}"')
+    try:
+        yield _pg_url(name)
+    finally:
+        _pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    """Settings for a test server on the fresh database."""
+    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+
+
+@pytest.fixture
+def db(settings: Settings) -> Iterator[Database]:
+    """Direct database access, for arranging state and checking what was stored."""
+    database = Database(settings.resolved_database_url, pool_size=2)
+    yield database
+    database.dispose()
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    """An HTTP client on a started app (lifespan run)."""
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Point CLI commands (which read the environment) at the test database."""
+    monkeypatch.setenv("MODELSERVE_DATABASE_URL", settings.resolved_database_url)
+    monkeypatch.setenv("MODELSERVE_DATA_DIR", str(settings.data_dir))
+    return settings

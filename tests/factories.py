@@ -1,0 +1,95 @@
+"""Small real-object factories: data sets, fitted models, artifacts, registrations."""
+
+from __future__ import annotations
+
+import io
+import pickle
+from pathlib import Path
+from typing import Any
+
+import joblib
+import numpy as np
+import orjson
+import pandas as pd
+import skops.io
+from fastapi.testclient import TestClient
+from httpx import Response
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+
+IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def iris_frame() -> pd.DataFrame:
+    """Iris with readable names and string species labels."""
+    iris = load_iris(as_frame=True)
+    frame = iris.data.copy()
+    frame.columns = IRIS_FEATURES
+    frame["species"] = [str(iris.target_names[i]) for i in iris.target]
+    return frame
+
+
+def iris_schema(**overrides: Any) -> dict[str, Any]:
+    """Input schema of the iris features (all numbers, non-negative)."""
+    features = [{"name": n, "type": "number", "minimum": 0.0, **overrides} for n in IRIS_FEATURES]
+    return {"features": features}
+
+
+def fit_iris() -> LogisticRegression:
+    """A logistic regression fitted on the iris matrix (no feature names)."""
+    frame = iris_frame()
+    return LogisticRegression(max_iter=500).fit(frame[IRIS_FEATURES].to_numpy(), frame["species"])
+
+
+def to_bytes(estimator: Any, fmt: str) -> bytes:
+    """Serialise an estimator as skops, joblib or pickle."""
+    if fmt == "skops":
+        return bytes(skops.io.dumps(estimator))
+    if fmt == "joblib":
+        buffer = io.BytesIO()
+        joblib.dump(estimator, buffer, compress=3)
+        return buffer.getvalue()
+    return pickle.dumps(estimator, protocol=5)
+
+
+def register(
+    client: TestClient, name: str, data: bytes, schema: dict[str, Any], **meta: Any
+) -> Response:
+    """POST /v1/models with an artifact and metadata."""
+    metadata = orjson.dumps({"name": name, "input_schema": schema, **meta}).decode()
+    return client.post(
+        "/v1/models",
+        files={"file": ("model.bin", data, "application/octet-stream")},
+        data={"metadata": metadata},
+    )
+
+
+def register_iris(client: TestClient, name: str = "iris", fmt: str = "skops", **meta: Any) -> Any:
+    """Register the iris model and return the version JSON."""
+    response = register(client, name, to_bytes(fit_iris(), fmt), iris_schema(), **meta)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def iris_instance(row: int = 0) -> dict[str, float]:
+    """One iris row as an instance."""
+    values = iris_frame().iloc[row]
+    return {name: float(values[name]) for name in IRIS_FEATURES}
+
+
+def mixed_csv(path: Path, rows: int = 240, seed: int = 0) -> Path:
+    """A CSV with numbers, integers, 0/1 booleans, a category, missing values and a label that
+    depends on them."""
+    rng = np.random.default_rng(seed)
+    income = rng.normal(50_000, 15_000, rows).round(2)
+    age = rng.integers(18, 80, rows)
+    member = rng.integers(0, 2, rows)
+    region = rng.choice(["north", "south", "east"], rows)
+    score = (income / 20_000) + member * 1.5 + (region == "south") * 1.0 - age / 40
+    label = np.where(score > np.median(score), "yes", "no")
+    frame = pd.DataFrame(
+        {"income": income, "age": age, "member": member, "region": region, "churn": label}
+    )
+    frame.loc[::17, "income"] = np.nan
+    frame.to_csv(path, index=False)
+    return path

@@ -1,0 +1,34 @@
+"""The OpenAPI schema declares the one error envelope on every error response."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi.testclient import TestClient
+
+
+def test_every_error_response_uses_the_envelope(client: TestClient) -> None:
+    schema: dict[str, Any] = client.get("/openapi.json").json()
+    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {
+        "code", "message", "details"}
+    checked = 0
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for status, response in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    ref = response["content"]["application/json"]["schema"]["$ref"]
+                    assert ref.endswith("/ErrorBody"), (path, method, status)
+                    checked += 1
+    assert checked > 20
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    predict = schema["paths"]["/v1/models/{name}/predict"]["post"]
+    assert "instances" in predict["requestBody"]["content"]["application/json"]["schema"][
+        "properties"]
+
+
+def test_docs_can_be_switched_off(settings: Any) -> None:
+    from modelserve.app import create_app
+
+    with TestClient(create_app(settings.model_copy(update={"docs_enabled": False}))) as client:
+        assert client.get("/docs").status_code == 404
+        assert client.get("/openapi.json").status_code == 404
