@@ -34,8 +34,9 @@ def _pg_url(database: str) -> str:
 
 
 def _pg_admin(sql: str) -> None:
-    with psycopg.connect(_pg_conninfo(make_url(PG_URL).database or "postgres"),
-                         autocommit=True) as conn:
+    with psycopg.connect(
+        _pg_conninfo(make_url(PG_URL).database or "postgres"), autocommit=True
+    ) as conn:
         conn.execute(sql)  # type: ignore[arg-type]
 
 
@@ -99,8 +100,9 @@ def database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -
 
 
 @pytest.fixture
-def empty_database_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path
-                       ) -> Iterator[str]:
+def empty_database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[str]:
     """A fresh database with no tables at all."""
     if backend == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
@@ -141,4 +143,5 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     """Point CLI commands (which read the environment) at the test database."""
     monkeypatch.setenv("MODELSERVE_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("MODELSERVE_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("COLUMNS", "200")  # rich tables are not truncated
     return settings

@@ -10,7 +10,10 @@ from fastapi.testclient import TestClient
 def test_every_error_response_uses_the_envelope(client: TestClient) -> None:
     schema: dict[str, Any] = client.get("/openapi.json").json()
     assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {
-        "code", "message", "details"}
+        "code",
+        "message",
+        "details",
+    }
     checked = 0
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
@@ -22,8 +25,9 @@ def test_every_error_response_uses_the_envelope(client: TestClient) -> None:
     assert checked > 20
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     predict = schema["paths"]["/v1/models/{name}/predict"]["post"]
-    assert "instances" in predict["requestBody"]["content"]["application/json"]["schema"][
-        "properties"]
+    assert (
+        "instances" in predict["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    )
 
 
 def test_docs_can_be_switched_off(settings: Any) -> None:

@@ -28,11 +28,17 @@ def free_port() -> int:
 def server(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
     """``modelserve serve`` on an unmigrated database, in its own process."""
     port = free_port()
-    env = os.environ | {"MODELSERVE_DATABASE_URL": empty_database_url,
-                        "MODELSERVE_DATA_DIR": str(tmp_path / "data")}
+    env = os.environ | {
+        "MODELSERVE_DATABASE_URL": empty_database_url,
+        "MODELSERVE_DATA_DIR": str(tmp_path / "data"),
+    }
+    log_path = tmp_path / "server.log"
+    log_file = log_path.open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "modelserve", "serve", "--port", str(port)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
     )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -43,7 +49,7 @@ def server(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
                     break
             except httpx.TransportError:
                 pass
-            assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
+            assert process.poll() is None, log_path.read_text()
             time.sleep(0.2)
         else:
             pytest.fail("server never became ready")
@@ -51,18 +57,25 @@ def server(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=20)
+        log_file.close()
 
 
 def test_served_process_registers_predicts_and_logs(server: str) -> None:
     import orjson
 
-    metadata = orjson.dumps({"name": "iris", "input_schema": iris_schema(),
-                             "alias": "production"}).decode()
-    created = httpx.post(f"{server}/v1/models", data={"metadata": metadata},
-                         files={"file": ("m.skops", to_bytes(fit_iris(), "skops"))}, timeout=30)
+    metadata = orjson.dumps(
+        {"name": "iris", "input_schema": iris_schema(), "alias": "production"}
+    ).decode()
+    created = httpx.post(
+        f"{server}/v1/models",
+        data={"metadata": metadata},
+        files={"file": ("m.skops", to_bytes(fit_iris(), "skops"))},
+        timeout=30,
+    )
     assert created.status_code == 201, created.text
-    answer = httpx.post(f"{server}/v1/models/iris/predict",
-                        json={"instances": [iris_instance(0)]}, timeout=30)
+    answer = httpx.post(
+        f"{server}/v1/models/iris/predict", json={"instances": [iris_instance(0)]}, timeout=30
+    )
     assert answer.status_code == 200, answer.text
     assert answer.json()["predictions"] == ["setosa"]
     logged = httpx.get(f"{server}/v1/predictions", params={"model": "iris"}).json()["data"]
@@ -76,4 +89,5 @@ def test_settings_default_to_sqlite_in_data_dir(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "d")
     assert settings.resolved_database_url == f"sqlite:///{(tmp_path / 'd').resolve()}/modelserve.db"
     assert Settings(database_url="postgresql://u@h/db").resolved_database_url.startswith(
-        "postgresql+psycopg://")
+        "postgresql+psycopg://"
+    )

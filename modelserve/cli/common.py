@@ -15,8 +15,15 @@ from modelserve.core import migrate
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
 
-console = Console()
-err_console = Console(stderr=True)
+
+def out() -> Console:
+    """A console on the current stdout, sized from the current environment."""
+    return Console()
+
+
+def err() -> Console:
+    """A console on the current stderr."""
+    return Console(stderr=True)
 
 
 def load_settings(**overrides: Any) -> Settings:
@@ -44,6 +51,6 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
 
 def render_error(exc: AppError) -> None:
     """Print an application error for a person."""
-    err_console.print(f"[bold red]error[/] ({exc.code}): {exc.message}")
+    err().print(f"[bold red]error[/] ({exc.code}): {exc.message}")
     if exc.details:
-        err_console.print(orjson.dumps(exc.details, option=orjson.OPT_INDENT_2).decode())
+        err().print(orjson.dumps(exc.details, option=orjson.OPT_INDENT_2).decode())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from modelserve.cli.common import console, load_settings
+from modelserve.cli.common import load_settings, out
 from modelserve.core import migrate
 from modelserve.core.db import Database
 
@@ -17,14 +17,14 @@ def upgrade(revision: str = typer.Argument("head", help="Target revision.")) -> 
     settings = load_settings()
     settings.ensure_data_dir()
     migrate.upgrade(settings.resolved_database_url, revision)
-    console.print(f"[green]database at {revision}[/]")
+    out().print(f"[green]database at {revision}[/]")
 
 
 @app.command("downgrade")
 def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. base.")) -> None:
     """Revert migrations."""
     migrate.downgrade(load_settings().resolved_database_url, revision)
-    console.print(f"[yellow]database at {revision}[/]")
+    out().print(f"[yellow]database at {revision}[/]")
 
 
 @app.command("current")
@@ -32,7 +32,7 @@ def current() -> None:
     """Show the database's revision and the newest one shipped."""
     db = Database(load_settings().resolved_database_url, pool_size=1)
     try:
-        console.print(f"current: {migrate.current_revision(db.engine)}")
-        console.print(f"head:    {migrate.head_revision()}")
+        out().print(f"current: {migrate.current_revision(db.engine)}")
+        out().print(f"head:    {migrate.head_revision()}")
     finally:
         db.dispose()

@@ -2,16 +2,31 @@
 
 from __future__ import annotations
 
-import sys
+from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from modelserve.cli import db, models, serve, train
 from modelserve.cli.common import render_error
 from modelserve.core.errors import AppError
 
+
+class _AppErrorGroup(TyperGroup):
+    """Renders application errors for a person (exit status 1) instead of a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the command, translating AppError."""
+        try:
+            return super().invoke(ctx)
+        except AppError as exc:
+            render_error(exc)
+            raise typer.Exit(1) from exc
+
+
 app = typer.Typer(
     name="modelserve",
+    cls=_AppErrorGroup,
     help="Train, register and serve scikit-learn models behind a validated, logged API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
@@ -25,8 +40,4 @@ app.command("demo")(serve.demo)
 
 def main() -> None:
     """Console-script entry point."""
-    try:
-        app()
-    except AppError as exc:
-        render_error(exc)
-        sys.exit(1)
+    app()

@@ -10,7 +10,7 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from modelserve.cli.common import console, err_console, transaction
+from modelserve.cli.common import err, out, transaction
 from modelserve.core.errors import ValidationFailed
 from modelserve.registry.environment import server_sklearn_version
 from modelserve.registry.schemas import InputSchema, RegistrationMetadata, VersionPublic
@@ -30,7 +30,7 @@ def _metrics_summary(metrics: dict[str, Any]) -> str:
 def warn_if_mismatch(version: VersionPublic) -> None:
     """Flag a version trained with another scikit-learn than the server's."""
     if version.sklearn_version_mismatch:
-        err_console.print(
+        err().print(
             f"[bold yellow]warning[/]: {version.model} v{version.version} was trained with "
             f"scikit-learn {version.environment.get('scikit-learn')}, this server runs "
             f"{server_sklearn_version()}; predictions may differ."
@@ -39,14 +39,14 @@ def warn_if_mismatch(version: VersionPublic) -> None:
 
 def print_version(version: VersionPublic) -> None:
     """Summarise a version."""
-    console.print(
+    out().print(
         f"[bold]{version.model}[/] v{version.version} ({version.format}, "
         f"{version.output.task}, sha256 {version.sha256[:12]}...)"
     )
     if version.aliases:
-        console.print(f"aliases: {', '.join(version.aliases)}")
+        out().print(f"aliases: {', '.join(version.aliases)}")
     if version.metrics:
-        console.print(f"metrics: {_metrics_summary(version.metrics)}")
+        out().print(f"metrics: {_metrics_summary(version.metrics)}")
     warn_if_mismatch(version)
 
 
@@ -64,7 +64,7 @@ def list_models() -> None:
             aliases,
             model.created_at.strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    out().print(table)
 
 
 @app.command("show")
@@ -97,7 +97,7 @@ def show(name: str) -> None:
             trained,
             v.created_at.strftime("%Y-%m-%d %H:%M"),
         )
-    console.print(table)
+    out().print(table)
     for version in model.versions:
         warn_if_mismatch(version)
 
@@ -129,7 +129,7 @@ def register(
         raise ValidationFailed("Invalid registration options.", details=str(exc)) from exc
     with transaction() as session:
         version = RegistryService(session).register(file.read_bytes(), meta)
-    console.print("[green]registered[/]")
+    out().print("[green]registered[/]")
     print_version(version)
 
 
@@ -139,4 +139,4 @@ def alias(name: str, alias: str, version: int) -> None:
     with transaction() as session:
         moved = RegistryService(session).set_alias(name, alias, version)
     before = f" (was v{moved.previous_version})" if moved.previous_version else ""
-    console.print(f"[green]{name}@{alias} -> v{moved.version}[/]{before}")
+    out().print(f"[green]{name}@{alias} -> v{moved.version}[/]{before}")

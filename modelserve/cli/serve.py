@@ -9,7 +9,7 @@ import typer
 import uvicorn
 
 from modelserve.app import create_app
-from modelserve.cli.common import console, load_settings, open_database
+from modelserve.cli.common import load_settings, open_database, out
 from modelserve.cli.train import run_training
 from modelserve.config import Settings
 from modelserve.core.errors import NotFound
@@ -24,7 +24,7 @@ PortOption = Annotated[int | None, typer.Option(help="Port (default 8000).")]
 def run_server(settings: Settings) -> None:
     """Apply pending migrations, then serve until interrupted."""
     open_database(settings).dispose()
-    console.print(
+    out().print(
         f"serving on [bold]http://{settings.host}:{settings.port}[/] "
         f"(docs at /docs) with {settings.resolved_database_url.split('://')[0]}"
     )
@@ -63,7 +63,7 @@ def ensure_demo_model(settings: Settings) -> None:
         with db.transaction() as session:
             try:
                 RegistryService(session).resolve(DEMO_MODEL)
-                console.print(f"demo model [bold]{DEMO_MODEL}[/] already registered")
+                out().print(f"demo model [bold]{DEMO_MODEL}[/] already registered")
                 return
             except NotFound:
                 pass
@@ -78,7 +78,7 @@ def ensure_demo_model(settings: Settings) -> None:
         trained = run_training(job)
         with db.transaction() as session:
             version = register_trained(session, job, trained)
-        console.print(f"[green]registered {version.model} v{version.version} as production[/]")
+        out().print(f"[green]registered {version.model} v{version.version} as production[/]")
     finally:
         db.dispose()
 

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from modelserve.cli.common import console, transaction
+from modelserve.cli.common import out, transaction
 from modelserve.cli.models import print_version
 from modelserve.training.pipeline import Algorithm, TrainedModel
 from modelserve.training.service import TrainingJob, fit, register_trained
@@ -24,7 +24,7 @@ def run_training(job: TrainingJob) -> TrainedModel:
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
-        console=console,
+        console=out(),
         transient=True,
     ) as progress:
         task = progress.add_task("folds", total=job.folds)
@@ -43,9 +43,9 @@ def print_metrics(trained: TrainedModel) -> None:
     for key, value in trained.metrics.items():
         if isinstance(value, dict) and "mean" in value:
             table.add_row(key, f"{value['mean']:.4f}", f"{value['std']:.4f}")
-    console.print(table)
+    out().print(table)
     for column, reason in trained.ignored_columns.items():
-        console.print(f"[yellow]ignored column {column!r}[/]: {reason}")
+        out().print(f"[yellow]ignored column {column!r}[/]: {reason}")
 
 
 def train(
@@ -78,5 +78,5 @@ def train(
     trained = run_training(job)
     with transaction() as session:
         version = register_trained(session, job, trained)
-    console.print("[green]registered[/]")
+    out().print("[green]registered[/]")
     print_version(version)

@@ -123,7 +123,7 @@ class ModelsPublic(BaseModel):
 class AliasUpdate(BaseModel):
     """Point an alias at a version."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     version: int = Field(ge=1)
 

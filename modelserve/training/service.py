@@ -8,14 +8,14 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from modelserve.registry.loaders import dump_skops
-from modelserve.training.pipeline import Algorithm, TrainedModel, train
 from sqlalchemy.orm import Session
 
 from modelserve.core.errors import ValidationFailed
 from modelserve.registry.environment import current_environment
+from modelserve.registry.loaders import dump_skops
 from modelserve.registry.schemas import RegistrationMetadata, VersionPublic
 from modelserve.registry.service import RegistryService
+from modelserve.training.pipeline import Algorithm, TrainedModel, train
 
 
 @dataclass(frozen=True)

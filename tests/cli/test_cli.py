@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fastapi.testclient import TestClient
 from factories import fit_iris, iris_schema, mixed_csv, to_bytes
+from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from modelserve.cli.main import app
@@ -26,8 +26,20 @@ def test_train_csv_then_predict_and_find_log(
     cli_env: Settings, client: TestClient, tmp_path: Path
 ) -> None:
     csv = mixed_csv(tmp_path / "churn.csv")
-    output = invoke("train", str(csv), "--target", "churn", "--name", "churn",
-                    "--algorithm", "random_forest", "--alias", "production", "--folds", "3")
+    output = invoke(
+        "train",
+        str(csv),
+        "--target",
+        "churn",
+        "--name",
+        "churn",
+        "--algorithm",
+        "random_forest",
+        "--alias",
+        "production",
+        "--folds",
+        "3",
+    )
     assert "registered" in output
     assert "accuracy" in output
     version = client.get("/v1/models/churn/versions/1").json()
@@ -46,13 +58,16 @@ def test_train_csv_then_predict_and_find_log(
     body = response.json()
     assert body["predictions"] in (["yes"], ["no"])
     [row] = client.get("/v1/predictions", params={"model": "churn"}).json()["data"]
-    assert (row["request_id"], row["version"], row["inputs"]) == (body["request_id"], 1,
-                                                                   [instance])
+    assert (row["request_id"], row["version"], row["inputs"]) == (body["request_id"], 1, [instance])
     assert row["outputs"]["predictions"] == body["predictions"]
-    wrong = client.post("/v1/models/churn/predict",
-                        json={"instances": [instance | {"member": "0", "region": "west"}]})
+    wrong = client.post(
+        "/v1/models/churn/predict",
+        json={"instances": [instance | {"member": "0", "region": "west"}]},
+    )
     assert [(p["feature"], p["type"]) for p in wrong.json()["details"]] == [
-        ("member", "wrong_type"), ("region", "not_allowed")]
+        ("member", "wrong_type"),
+        ("region", "not_allowed"),
+    ]
 
 
 def test_register_alias_list_show(cli_env: Settings, tmp_path: Path) -> None:
@@ -60,8 +75,9 @@ def test_register_alias_list_show(cli_env: Settings, tmp_path: Path) -> None:
     artifact.write_bytes(to_bytes(fit_iris(), "joblib"))
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(iris_schema()))
-    assert "iris v1" in invoke("models", "register", str(artifact), "--name", "iris",
-                               "--schema", str(schema))
+    assert "iris v1" in invoke(
+        "models", "register", str(artifact), "--name", "iris", "--schema", str(schema)
+    )
     invoke("models", "register", str(artifact), "--name", "iris", "--schema", str(schema))
     assert "iris@production -> v2" in invoke("models", "alias", "iris", "production", "2")
     assert "(was v2)" in invoke("models", "alias", "iris", "production", "1")
@@ -78,12 +94,15 @@ def test_cli_errors_are_clear(cli_env: Settings, tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "not_found" in result.output
     evil = tmp_path / "evil.pkl"
-    evil.write_bytes(b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06"
-                     b"system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94.")
+    evil.write_bytes(
+        b"\x80\x04\x95\x1a\x00\x00\x00\x00\x00\x00\x00\x8c\x05posix\x94\x8c\x06"
+        b"system\x94\x93\x94\x8c\x02id\x94\x85\x94R\x94."
+    )
     schema = tmp_path / "schema.json"
     schema.write_text(json.dumps(iris_schema()))
-    result = runner.invoke(app, ["models", "register", str(evil), "--name", "evil",
-                                 "--schema", str(schema)])
+    result = runner.invoke(
+        app, ["models", "register", str(evil), "--name", "evil", "--schema", str(schema)]
+    )
     assert result.exit_code == 1
     assert "unsafe_artifact" in result.output
 

@@ -6,8 +6,8 @@ import json
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 from factories import fit_iris, iris_instance, iris_schema, register, register_iris, to_bytes
+from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from modelserve.app import create_app
@@ -54,8 +54,10 @@ def test_predict_response_and_log(client: TestClient) -> None:
     assert row["request_id"] == body["request_id"]
     assert (row["model"], row["version"], row["status"], row["n_rows"]) == ("iris", 1, "ok", 2)
     assert row["inputs"] == instances
-    assert row["outputs"] == {"predictions": body["predictions"],
-                              "probabilities": body["probabilities"]}
+    assert row["outputs"] == {
+        "predictions": body["predictions"],
+        "probabilities": body["probabilities"],
+    }
     assert row["error"] is None
     assert row["latency_ms"] > 0
 
@@ -69,15 +71,19 @@ def test_resolution_production_else_latest(client: TestClient) -> None:
     assert client.post("/v1/models/iris/predict", json=payload).json()["version"] == 1
     assert client.post("/v1/models/iris/versions/2/predict", json=payload).json()["version"] == 2
     client.put("/v1/models/iris/aliases/canary", json={"version": 2})
-    assert client.post("/v1/models/iris/aliases/canary/predict", json=payload).json()[
-        "version"] == 2
+    assert (
+        client.post("/v1/models/iris/aliases/canary/predict", json=payload).json()["version"] == 2
+    )
     assert [r["version"] for r in log(client)] == [2, 2, 1, 2]
 
 
 @pytest.mark.parametrize(
     "path",
-    ["/v1/models/nope/predict", "/v1/models/iris/versions/7/predict",
-     "/v1/models/iris/aliases/nope/predict"],
+    [
+        "/v1/models/nope/predict",
+        "/v1/models/iris/versions/7/predict",
+        "/v1/models/iris/aliases/nope/predict",
+    ],
 )
 def test_unknown_model_version_alias_404_and_nothing_logged(client: TestClient, path: str) -> None:
     register_iris(client)
@@ -88,28 +94,47 @@ def test_unknown_model_version_alias_404_and_nothing_logged(client: TestClient, 
 
 
 BAD_INSTANCES: list[tuple[str, Any, list[tuple[int | None, str | None, str]]]] = [
-    ("missing feature", [{"sepal_length": 1.0, "sepal_width": 1.0, "petal_length": 1.0}],
-     [(0, "petal_width", "missing")]),
+    (
+        "missing feature",
+        [{"sepal_length": 1.0, "sepal_width": 1.0, "petal_length": 1.0}],
+        [(0, "petal_width", "missing")],
+    ),
     ("unknown feature", [iris_instance() | {"colour": "red"}], [(0, "colour", "unknown_feature")]),
-    ("string for number", [iris_instance() | {"sepal_length": "12"}],
-     [(0, "sepal_length", "wrong_type")]),
-    ("boolean for number", [iris_instance() | {"sepal_length": True}],
-     [(0, "sepal_length", "wrong_type")]),
-    ("below minimum", [iris_instance(), iris_instance() | {"petal_width": -1.0}],
-     [(1, "petal_width", "out_of_range")]),
-    ("null not nullable", [iris_instance() | {"sepal_width": None}],
-     [(0, "sepal_width", "null")]),
-    ("every problem listed",
-     [iris_instance() | {"sepal_length": "x"}, {"petal_width": 1.0, "zzz": 1}],
-     [(0, "sepal_length", "wrong_type"), (1, "sepal_length", "missing"),
-      (1, "sepal_width", "missing"), (1, "petal_length", "missing"), (1, "zzz", "unknown_feature")]),
+    (
+        "string for number",
+        [iris_instance() | {"sepal_length": "12"}],
+        [(0, "sepal_length", "wrong_type")],
+    ),
+    (
+        "boolean for number",
+        [iris_instance() | {"sepal_length": True}],
+        [(0, "sepal_length", "wrong_type")],
+    ),
+    (
+        "below minimum",
+        [iris_instance(), iris_instance() | {"petal_width": -1.0}],
+        [(1, "petal_width", "out_of_range")],
+    ),
+    ("null not nullable", [iris_instance() | {"sepal_width": None}], [(0, "sepal_width", "null")]),
+    (
+        "every problem listed",
+        [iris_instance() | {"sepal_length": "x"}, {"petal_width": 1.0, "zzz": 1}],
+        [
+            (0, "sepal_length", "wrong_type"),
+            (1, "sepal_length", "missing"),
+            (1, "sepal_width", "missing"),
+            (1, "petal_length", "missing"),
+            (1, "zzz", "unknown_feature"),
+        ],
+    ),
     ("instance not an object", [[1, 2, 3, 4]], [(0, None, "wrong_type")]),
     ("empty", [], [(None, None, "empty")]),
 ]
 
 
-@pytest.mark.parametrize(("label", "instances", "expected"), BAD_INSTANCES,
-                         ids=[case[0] for case in BAD_INSTANCES])
+@pytest.mark.parametrize(
+    ("label", "instances", "expected"), BAD_INSTANCES, ids=[case[0] for case in BAD_INSTANCES]
+)
 def test_invalid_instances_422_listing_every_problem(
     client: TestClient, label: str, instances: Any, expected: list[Any]
 ) -> None:
@@ -127,8 +152,10 @@ def test_invalid_instances_422_listing_every_problem(
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e999"])
 def test_non_finite_numbers_refused(client: TestClient, literal: str) -> None:
     register_iris(client)
-    raw = '{"instances": [{"sepal_length": %s, "sepal_width": 1, "petal_length": 1, ' \
-          '"petal_width": 1}]}' % literal
+    raw = (
+        f'{{"instances": [{{"sepal_length": {literal}, "sepal_width": 1, "petal_length": 1, '
+        '"petal_width": 1}]}'
+    )
     response = client.post("/v1/models/iris/predict", content=raw.encode())
     assert response.status_code == 422, response.text
     [problem] = response.json()["details"]
@@ -138,9 +165,8 @@ def test_non_finite_numbers_refused(client: TestClient, literal: str) -> None:
 
 
 def test_nan_allowed_when_nullable(client: TestClient) -> None:
-    from sklearn.ensemble import HistGradientBoostingClassifier
-
     from factories import IRIS_FEATURES, iris_frame
+    from sklearn.ensemble import HistGradientBoostingClassifier
 
     frame = iris_frame()
     model = HistGradientBoostingClassifier(max_iter=20).fit(
@@ -158,8 +184,7 @@ def test_nan_allowed_when_nullable(client: TestClient) -> None:
 def test_too_many_instances(settings: Settings) -> None:
     with TestClient(create_app(settings.model_copy(update={"max_batch_size": 3}))) as client:
         register_iris(client)
-        response = client.post("/v1/models/iris/predict",
-                               json={"instances": [iris_instance()] * 4})
+        response = client.post("/v1/models/iris/predict", json={"instances": [iris_instance()] * 4})
         assert response.status_code == 422
         assert response.json()["details"][0]["type"] == "too_many"
         assert_logged_failure(client, 422, "validation_error")
@@ -167,14 +192,19 @@ def test_too_many_instances(settings: Settings) -> None:
 
 @pytest.mark.parametrize(
     ("body", "status", "code"),
-    [(b"{not json", 400, "malformed_json"), (b"", 400, "malformed_json"),
-     (b'["instances"]', 422, "validation_error"), (b'{"rows": []}', 422, "validation_error"),
-     (b'{"instances": {"a": 1}}', 422, "validation_error")],
+    [
+        (b"{not json", 400, "malformed_json"),
+        (b"", 400, "malformed_json"),
+        (b'["instances"]', 422, "validation_error"),
+        (b'{"rows": []}', 422, "validation_error"),
+        (b'{"instances": {"a": 1}}', 422, "validation_error"),
+    ],
 )
 def test_malformed_bodies(client: TestClient, body: bytes, status: int, code: str) -> None:
     register_iris(client)
-    response = client.post("/v1/models/iris/predict", content=body,
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/v1/models/iris/predict", content=body, headers={"content-type": "application/json"}
+    )
     assert response.status_code == status
     assert response.json()["code"] == code
     row = assert_logged_failure(client, status, code)
@@ -185,8 +215,9 @@ def test_malformed_bodies(client: TestClient, body: bytes, status: int, code: st
 def test_body_over_limit_is_413_and_logged(settings: Settings) -> None:
     with TestClient(create_app(settings.model_copy(update={"max_body_bytes": 2048}))) as client:
         register_iris(client)
-        response = client.post("/v1/models/iris/predict",
-                               json={"instances": [iris_instance()] * 100})
+        response = client.post(
+            "/v1/models/iris/predict", json={"instances": [iris_instance()] * 100}
+        )
         assert response.status_code == 413
         assert response.json()["code"] == "payload_too_large"
         assert_logged_failure(client, 413, "payload_too_large")
@@ -194,8 +225,9 @@ def test_body_over_limit_is_413_and_logged(settings: Settings) -> None:
 
 def test_tampered_artifact_refused_at_load(client: TestClient, db: Database) -> None:
     register_iris(client, fmt="pickle")
-    tampered = to_bytes(fit_iris().set_params(C=0.01).fit([[0, 0, 0, 0], [1, 1, 1, 1]],
-                                                          ["a", "b"]), "pickle")
+    tampered = to_bytes(
+        fit_iris().set_params(C=0.01).fit([[0, 0, 0, 0], [1, 1, 1, 1]], ["a", "b"]), "pickle"
+    )
     with db.transaction() as session:
         session.execute(update(ModelArtifact).values(content=tampered))
     response = client.post("/v1/models/iris/predict", json={"instances": [iris_instance()]})

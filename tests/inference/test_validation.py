@@ -12,12 +12,16 @@ from modelserve.core.errors import ValidationFailed
 from modelserve.inference.validation import MAX_REPORTED_PROBLEMS, CompiledValidator
 from modelserve.registry.schemas import InputSchema
 
-SCHEMA = InputSchema.model_validate({"features": [
-    {"name": "x", "type": "number", "minimum": -1, "maximum": 1},
-    {"name": "n", "type": "integer", "nullable": True},
-    {"name": "flag", "type": "boolean"},
-    {"name": "colour", "type": "category", "categories": ["red", "blue"], "nullable": True},
-]})
+SCHEMA = InputSchema.model_validate(
+    {
+        "features": [
+            {"name": "x", "type": "number", "minimum": -1, "maximum": 1},
+            {"name": "n", "type": "integer", "nullable": True},
+            {"name": "flag", "type": "boolean"},
+            {"name": "colour", "type": "category", "categories": ["red", "blue"], "nullable": True},
+        ]
+    }
+)
 GOOD = {"x": 0.5, "n": 3, "flag": True, "colour": "red"}
 
 
@@ -80,8 +84,16 @@ def test_problem_list_is_bounded_but_counted() -> None:
 
 
 @pytest.mark.parametrize(
-    "payload", [None, [], "instances", {"instances": None}, {"instances": []},
-                {"instances": [GOOD], "extra": 1}, {"instances": [GOOD] * 11}],
+    "payload",
+    [
+        None,
+        [],
+        "instances",
+        {"instances": None},
+        {"instances": []},
+        {"instances": [GOOD], "extra": 1},
+        {"instances": [GOOD] * 11},
+    ],
 )
 def test_envelope_problems(payload: Any) -> None:
     with pytest.raises(ValidationFailed):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
 from factories import iris_instance, register_iris
+from fastapi.testclient import TestClient
 
 
 def predict(client: TestClient, name: str, n_rows: int) -> str:
-    response = client.post(f"/v1/models/{name}/predict",
-                           json={"instances": [iris_instance()] * n_rows})
+    response = client.post(
+        f"/v1/models/{name}/predict", json={"instances": [iris_instance()] * n_rows}
+    )
     assert response.status_code == 200
     request_id: str = response.json()["request_id"]
     return request_id

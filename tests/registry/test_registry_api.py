@@ -10,8 +10,8 @@ from typing import Any
 import orjson
 import pytest
 import sklearn
-from fastapi.testclient import TestClient
 from factories import fit_iris, iris_schema, register, register_iris, to_bytes
+from fastapi.testclient import TestClient
 from sklearn.linear_model import LinearRegression
 
 
@@ -35,7 +35,10 @@ def test_register_each_format(client: TestClient, fmt: str) -> None:
         "probabilities": True,
     }
     assert [f["name"] for f in version["input_schema"]["features"]] == [
-        "sepal_length", "sepal_width", "petal_length", "petal_width"
+        "sepal_length",
+        "sepal_width",
+        "petal_length",
+        "petal_width",
     ]
     assert len(version["sha256"]) == 64
     assert version["environment"]["scikit-learn"] == sklearn.__version__
@@ -52,7 +55,10 @@ def test_versions_number_up_and_list_show(client: TestClient) -> None:
     listing = client.get("/v1/models").json()
     assert listing["count"] == 1
     assert listing["data"][0] | {"created_at": None} == {
-        "name": "iris", "latest_version": 2, "aliases": {"staging": 2}, "versions": [],
+        "name": "iris",
+        "latest_version": 2,
+        "aliases": {"staging": 2},
+        "versions": [],
         "created_at": None,
     }
     shown = client.get("/v1/models/iris").json()
@@ -64,8 +70,12 @@ def test_alias_moves_and_reports_previous(client: TestClient) -> None:
     register_iris(client)
     register_iris(client)
     first = client.put("/v1/models/iris/aliases/production", json={"version": 1})
-    assert first.json() == {"model": "iris", "alias": "production", "version": 1,
-                            "previous_version": None}
+    assert first.json() == {
+        "model": "iris",
+        "alias": "production",
+        "version": 1,
+        "previous_version": None,
+    }
     moved = client.put("/v1/models/iris/aliases/production", json={"version": 2})
     assert moved.json()["previous_version"] == 1
     assert client.get("/v1/models").json()["data"][0]["aliases"] == {"production": 2}
@@ -82,12 +92,15 @@ def test_not_found_errors(client: TestClient) -> None:
 
 def test_alias_body_validation(client: TestClient) -> None:
     register_iris(client)
-    assert_error(client.put("/v1/models/iris/aliases/x", json={"version": 0}), 422,
-                 "validation_error")
-    assert_error(client.put("/v1/models/iris/aliases/x", json={"version": "1"}), 422,
-                 "validation_error")
-    bad_json = client.put("/v1/models/iris/aliases/x", content=b"{nope",
-                          headers={"content-type": "application/json"})
+    assert_error(
+        client.put("/v1/models/iris/aliases/x", json={"version": 0}), 422, "validation_error"
+    )
+    assert_error(
+        client.put("/v1/models/iris/aliases/x", json={"version": "1"}), 422, "validation_error"
+    )
+    bad_json = client.put(
+        "/v1/models/iris/aliases/x", content=b"{nope", headers={"content-type": "application/json"}
+    )
     assert_error(bad_json, 400, "malformed_json")
 
 
@@ -110,8 +123,9 @@ def test_pickle_reaching_for_os_system_is_refused(client: TestClient, tmp_path: 
 
 def test_model_not_matching_schema_is_refused(client: TestClient) -> None:
     schema = {"features": [{"name": "only_one", "type": "number"}]}
-    body = assert_error(register(client, "iris", to_bytes(fit_iris(), "skops"), schema), 422,
-                        "invalid_artifact")
+    body = assert_error(
+        register(client, "iris", to_bytes(fit_iris(), "skops"), schema), 422, "invalid_artifact"
+    )
     assert "schema" in body["message"]
 
 
@@ -120,29 +134,36 @@ def test_regression_output_described(client: TestClient) -> None:
     schema = {"features": [{"name": "x", "type": "number"}]}
     response = register(client, "line", to_bytes(model, "skops"), schema)
     assert response.status_code == 201, response.text
-    assert response.json()["output"] == {"task": "regression", "classes": None,
-                                         "probabilities": False}
+    assert response.json()["output"] == {
+        "task": "regression",
+        "classes": None,
+        "probabilities": False,
+    }
 
 
 def test_bad_metadata(client: TestClient) -> None:
     data = to_bytes(fit_iris(), "skops")
     files = {"file": ("m.skops", data, "application/octet-stream")}
-    assert_error(client.post("/v1/models", files=files, data={"metadata": "{"}), 400,
-                 "bad_request")
+    assert_error(client.post("/v1/models", files=files, data={"metadata": "{"}), 400, "bad_request")
     bad_schema = orjson.dumps({"name": "x", "input_schema": {"features": []}}).decode()
-    body = assert_error(client.post("/v1/models", files=files, data={"metadata": bad_schema}),
-                        422, "validation_error")
+    body = assert_error(
+        client.post("/v1/models", files=files, data={"metadata": bad_schema}),
+        422,
+        "validation_error",
+    )
     assert body["details"][0]["loc"][:2] == ["metadata", "input_schema"]
     bad_name = orjson.dumps({"name": "../etc", "input_schema": iris_schema()}).decode()
-    assert_error(client.post("/v1/models", files=files, data={"metadata": bad_name}), 422,
-                 "validation_error")
+    assert_error(
+        client.post("/v1/models", files=files, data={"metadata": bad_name}), 422, "validation_error"
+    )
     missing_file = client.post("/v1/models", data={"metadata": bad_name})
     assert_error(missing_file, 422, "validation_error")
 
 
 def test_garbage_artifact_refused(client: TestClient) -> None:
-    assert_error(register(client, "junk", b"not a model at all", iris_schema()), 422,
-                 "invalid_artifact")
+    assert_error(
+        register(client, "junk", b"not a model at all", iris_schema()), 422, "invalid_artifact"
+    )
 
 
 def test_declared_older_sklearn_is_flagged(client: TestClient) -> None:

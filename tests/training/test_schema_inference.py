@@ -158,7 +158,7 @@ def test_canonical_frame_dtypes_and_values() -> None:
     for feature in schema.features:
         dtype = canonical[feature.name].dtype
         if feature.type is FeatureType.CATEGORY:
-            assert dtype == object
+            assert dtype == np.dtype(object)
         else:
             assert dtype == np.float64
     assert canonical["smoker"].tolist()[:4] == [1.0, 0.0, 1.0, 0.0]
