@@ -53,20 +53,27 @@ def to_bytes(estimator: Any, fmt: str) -> bytes:
 
 
 def register(
-    client: TestClient, name: str, data: bytes, schema: dict[str, Any], **meta: Any
+    client: TestClient,
+    name: str,
+    data: bytes,
+    schema: dict[str, Any],
+    filename: str = "model.bin",
+    **meta: Any,
 ) -> Response:
     """POST /v1/models with an artifact and metadata."""
     metadata = orjson.dumps({"name": name, "input_schema": schema, **meta}).decode()
     return client.post(
         "/v1/models",
-        files={"file": ("model.bin", data, "application/octet-stream")},
+        files={"file": (filename, data, "application/octet-stream")},
         data={"metadata": metadata},
     )
 
 
 def register_iris(client: TestClient, name: str = "iris", fmt: str = "skops", **meta: Any) -> Any:
     """Register the iris model and return the version JSON."""
-    response = register(client, name, to_bytes(fit_iris(), fmt), iris_schema(), **meta)
+    response = register(
+        client, name, to_bytes(fit_iris(), fmt), iris_schema(), filename=f"iris.{fmt}", **meta
+    )
     assert response.status_code == 201, response.text
     return response.json()
 

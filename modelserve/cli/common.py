@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -15,10 +16,16 @@ from modelserve.core import migrate
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
 
+PIPED_WIDTH = 160
+
 
 def out() -> Console:
-    """A console on the current stdout, sized from the current environment."""
-    return Console()
+    """A console on the current stdout, sized from the current environment (wide when piped,
+    so tables are not cut to 80 columns)."""
+    console = Console()
+    if not console.is_terminal and "COLUMNS" not in os.environ:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def err() -> Console:

@@ -128,7 +128,7 @@ def register(
     except ValidationError as exc:
         raise ValidationFailed("Invalid registration options.", details=str(exc)) from exc
     with transaction() as session:
-        version = RegistryService(session).register(file.read_bytes(), meta)
+        version = RegistryService(session).register(file.read_bytes(), meta, filename=file.name)
     out().print("[green]registered[/]")
     print_version(version)
 

@@ -51,7 +51,7 @@ def register_model(
         ]
         raise ValidationFailed("Invalid registration metadata.", details=details) from exc
     data = file.file.read()
-    return RegistryService(session).register(data, meta)
+    return RegistryService(session).register(data, meta, filename=file.filename)
 
 
 @router.get("/{name}", response_model=ModelPublic, summary="Show a model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -12,7 +13,7 @@ from sqlalchemy.orm import Session
 from modelserve.core.errors import InvalidArtifact, NotFound
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
-from modelserve.registry.loaders import detect_format, load_artifact
+from modelserve.registry.loaders import ArtifactFormat, detect_format, load_artifact
 from modelserve.registry.models import Model, ModelVersion
 from modelserve.registry.repository import RegistryRepository
 from modelserve.registry.schemas import (
@@ -26,6 +27,20 @@ from modelserve.registry.schemas import (
 )
 
 DEFAULT_ALIAS = "production"
+_EXTENSION_FORMATS: dict[str, ArtifactFormat] = {
+    ".skops": "skops",
+    ".joblib": "joblib",
+    ".jbl": "joblib",
+    ".pkl": "pickle",
+    ".pickle": "pickle",
+}
+
+
+def artifact_format(data: bytes, filename: str | None) -> ArtifactFormat:
+    """The format named by the file's extension, else the one its leading bytes announce
+    (an uncompressed joblib file is a plain pickle stream, so only its name tells them apart)."""
+    suffix = PurePath(filename).suffix.lower() if filename else ""
+    return _EXTENSION_FORMATS.get(suffix) or detect_format(data)
 
 
 @dataclass(frozen=True)
@@ -55,14 +70,19 @@ class RegistryService:
         self.session = session
 
     def register(
-        self, data: bytes, meta: RegistrationMetadata, *, environment: dict[str, str] | None = None
+        self,
+        data: bytes,
+        meta: RegistrationMetadata,
+        *,
+        filename: str | None = None,
+        environment: dict[str, str] | None = None,
     ) -> VersionPublic:
         """Check an artifact loads safely and honours its schema, then store it as a new version.
 
         ``environment`` is what training knows; otherwise the metadata's, else what the artifact
         reveals (a pickle names the scikit-learn version it was made with).
         """
-        fmt = meta.format or detect_format(data)
+        fmt = meta.format or artifact_format(data, filename)
         loaded = load_artifact(data, fmt)
         output = probe.describe_output(loaded.estimator, meta.input_schema)
         env = self._environment(environment, meta, loaded.trained_sklearn_version)

@@ -191,3 +191,22 @@ def test_upload_over_limit_is_413(settings: Any) -> None:
     with TestClient(create_app(small)) as client:
         response = register(client, "big", b"x" * 5000, iris_schema())
     assert_error(response, 413, "payload_too_large")
+
+
+def test_format_from_extension_then_bytes(client: TestClient) -> None:
+    import io
+
+    import joblib
+
+    buffer = io.BytesIO()
+    joblib.dump(fit_iris(), buffer)  # uncompressed: a plain pickle stream
+    plain = buffer.getvalue()
+    named = register(client, "iris", plain, iris_schema(), filename="model.joblib")
+    assert named.json()["format"] == "joblib"
+    unnamed = register(client, "iris", plain, iris_schema(), filename="upload")
+    assert unnamed.json()["format"] == "pickle"
+    declared = register(client, "iris", plain, iris_schema(), filename="x.bin", format="joblib")
+    assert declared.json()["format"] == "joblib"
+    wrong = register(client, "iris", plain, iris_schema(), filename="model.skops")
+    assert wrong.status_code == 422
+    assert wrong.json()["code"] == "invalid_artifact"
