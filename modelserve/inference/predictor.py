@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
@@ -38,6 +39,12 @@ class Predictor:
         )
         self.with_proba = output.task == "classification" and hasattr(estimator, PREDICT_PROBA)
         self.labels = [str(label) for label in output.classes or []]
+        # A pipeline's preprocessing is run once and shared by predict and predict_proba.
+        self._preprocess: Any = None
+        self._final: Any = estimator
+        if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
+            self._preprocess = estimator[:-1]
+            self._final = estimator.steps[-1][1]
 
     def model_input(self, batch: ValidatedBatch) -> Any:
         """The object handed to the estimator: a DataFrame or a float matrix."""
@@ -48,9 +55,11 @@ class Predictor:
     def predict(self, batch: ValidatedBatch) -> PredictionResult:
         """Predict labels (and probabilities for classifiers) for every row."""
         features = self.model_input(batch)
-        predictions = np.asarray(getattr(self.estimator, PREDICT)(features)).tolist()
+        if self._preprocess is not None:
+            features = self._preprocess.transform(features)
+        predictions = np.asarray(getattr(self._final, PREDICT)(features)).tolist()
         probabilities = None
         if self.with_proba:
-            matrix = np.asarray(getattr(self.estimator, PREDICT_PROBA)(features), dtype=float)
+            matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
             probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
         return PredictionResult(predictions=predictions, probabilities=probabilities)
