@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 
 import anyio
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from modelserve import __version__
+from modelserve.audit.router import router as audit_router
+from modelserve.auth.caller import Authenticator
+from modelserve.auth.ratelimit import RateLimiter
+from modelserve.auth.router import router as auth_router
+from modelserve.auth.secret import load_secret_key
+from modelserve.auth.service import AuthContext
+from modelserve.auth.tokens import TokenSigner
 from modelserve.config import Settings
 from modelserve.core.db import Database
 from modelserve.core.errors import install_error_handlers
-from modelserve.core.http import BodySizeLimitMiddleware
+from modelserve.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware
 from modelserve.core.responses import ORJSONResponse
 from modelserve.health.router import router as health_router
 from modelserve.inference.cache import ModelCache
@@ -22,6 +31,7 @@ from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.router import router as registry_router
 from modelserve.state import AppState
+from modelserve.users.router import router as users_router
 
 
 def open_state(settings: Settings) -> AppState:
@@ -30,12 +40,22 @@ def open_state(settings: Settings) -> AppState:
     db = Database(settings.resolved_database_url, pool_size=settings.inference_threads + 4)
     cache = ModelCache(settings.model_cache_size)
     inference = InferenceService(db, cache, PredictionLog(db), settings)
+    signer = TokenSigner(
+        load_secret_key(settings),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        lifetime=timedelta(minutes=settings.access_token_minutes),
+    )
+    limiter = RateLimiter(db)
     return AppState(
         settings=settings,
         db=db,
         cache=cache,
         inference=inference,
         model_threads=anyio.CapacityLimiter(settings.inference_threads),
+        authenticator=Authenticator(db, signer, settings.auth_cache_seconds),
+        auth=AuthContext(db=db, signer=signer, limiter=limiter, settings=settings),
+        limiter=limiter,
     )
 
 
@@ -69,6 +89,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         default_limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes,
     )
-    for router in (health_router, registry_router, predict_router, predictions_router):
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type"],
+            expose_headers=["X-Request-ID", "Retry-After"],
+        )
+    app.add_middleware(SecurityHeadersMiddleware)
+    routers = (
+        health_router,
+        auth_router,
+        users_router,
+        registry_router,
+        predict_router,
+        predictions_router,
+        audit_router,
+    )
+    for router in routers:
         app.include_router(router)
     return app

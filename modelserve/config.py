@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIN_SECRET_BYTES = 32
 
 
 class Settings(BaseSettings):
@@ -40,6 +42,35 @@ class Settings(BaseSettings):
         default=4, ge=1, description="Threads running model code, off the event loop."
     )
     docs_enabled: bool = True
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="JWT signing key (32+ bytes). Unset: generated once into the data dir.",
+    )
+    access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
+    refresh_token_days: int = Field(default=30, ge=1, le=365)
+    jwt_issuer: str = "modelserve"
+    jwt_audience: str = "modelserve-api"
+    open_registration: bool = False
+    cors_origins: list[str] = Field(
+        default_factory=list, description="Origins allowed by CORS; none by default."
+    )
+    auth_cache_seconds: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=30.0,
+        description="How long a process trusts what it read about a user or key (the bound on "
+        "how fast disabling, revoking or a role change takes effect everywhere).",
+    )
+    login_limit_per_user: int = Field(default=10, ge=1, description="Attempts per window.")
+    login_limit_per_address: int = Field(default=30, ge=1, description="Attempts per window.")
+    login_window_seconds: int = Field(default=60, ge=1)
+
+    @field_validator("secret_key")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < MIN_SECRET_BYTES:
+            raise ValueError(f"secret_key must be at least {MIN_SECRET_BYTES} bytes")
+        return value
 
     @field_validator("database_url")
     @classmethod

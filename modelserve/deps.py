@@ -1,14 +1,20 @@
-"""FastAPI dependencies, named as ``Annotated`` aliases."""
+"""FastAPI dependencies, named as ``Annotated`` aliases: the state, the session, the caller and
+the role checks every router shares."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from modelserve.audit.service import Actor
+from modelserve.auth.caller import Caller
+from modelserve.core.errors import Unauthorized
 from modelserve.state import AppState
+from modelserve.users.models import Role
 
 
 def get_state(request: Request) -> AppState:
@@ -28,3 +34,47 @@ def get_session(state: StateDep) -> Iterator[Session]:
 
 # scope="function": commit before the response is sent, so a 2xx means the data is stored.
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+_bearer = HTTPBearer(auto_error=False, description="An access token or an API key.")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+def client_address(request: Request) -> str | None:
+    """The peer address (behind a proxy, run uvicorn with --forwarded-allow-ips)."""
+    return request.client.host if request.client else None
+
+
+def get_caller(
+    state: StateDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key)],
+) -> Caller:
+    """The authenticated caller; 401 without valid credentials."""
+    credential = api_key or (bearer.credentials if bearer else None)
+    if not credential:
+        raise Unauthorized("Not authenticated: send Authorization: Bearer <token> or X-API-Key.")
+    return state.authenticator.authenticate(credential)
+
+
+CallerDep = Annotated[Caller, Depends(get_caller)]
+
+
+def _requires(role: Role) -> object:
+    def check(caller: CallerDep) -> Caller:
+        caller.require(role)
+        return caller
+
+    check.__name__ = f"require_{role.value}"
+    return Depends(check)
+
+
+MaintainerDep = Annotated[Caller, _requires(Role.MAINTAINER)]
+AdminDep = Annotated[Caller, _requires(Role.ADMIN)]
+
+
+def get_actor(caller: CallerDep, request: Request) -> Actor:
+    """The caller as the audit log records them."""
+    return Actor(caller.user_id, caller.label, client_address(request))
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]

@@ -1,9 +1,25 @@
 """Every ORM model, imported once so ``metadata`` is complete (for Alembic and tests)."""
 
+from modelserve.audit.models import AuditEvent
+from modelserve.auth.models import ApiKey, LoginSession, RateCounter, RefreshToken
 from modelserve.core.db import Base
 from modelserve.predictions.models import Prediction
 from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion
+from modelserve.users.models import User
 
 metadata = Base.metadata
 
-__all__ = ["Model", "ModelAlias", "ModelArtifact", "ModelVersion", "Prediction", "metadata"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "LoginSession",
+    "Model",
+    "ModelAlias",
+    "ModelArtifact",
+    "ModelVersion",
+    "Prediction",
+    "RateCounter",
+    "RefreshToken",
+    "User",
+    "metadata",
+]

@@ -6,6 +6,9 @@ from dataclasses import dataclass
 
 import anyio
 
+from modelserve.auth.caller import Authenticator
+from modelserve.auth.ratelimit import RateLimiter
+from modelserve.auth.service import AuthContext
 from modelserve.config import Settings
 from modelserve.core.db import Database
 from modelserve.inference.cache import ModelCache
@@ -21,3 +24,6 @@ class AppState:
     cache: ModelCache
     inference: InferenceService
     model_threads: anyio.CapacityLimiter
+    authenticator: Authenticator
+    auth: AuthContext
+    limiter: RateLimiter

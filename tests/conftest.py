@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
+from factories import create_key, create_user
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import make_url
 
@@ -17,6 +20,7 @@ from modelserve.app import create_app
 from modelserve.config import Settings
 from modelserve.core import migrate
 from modelserve.core.db import Database
+from modelserve.users.models import Role
 
 PG_URL = os.environ.get(
     "MODELSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -132,10 +136,41 @@ def db(settings: Settings) -> Iterator[Database]:
 
 
 @pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
-    """An HTTP client on a started app (lifespan run)."""
-    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+def admin_key(db: Database) -> str:
+    """An API key of an admin user."""
+    return create_key(db, create_user(db, "root-admin", Role.ADMIN))
+
+
+@pytest.fixture
+def client(settings: Settings, admin_key: str) -> Iterator[TestClient]:
+    """An HTTP client on a started app (lifespan run), authenticated as an admin."""
+    app = create_app(settings)
+    headers = {"X-API-Key": admin_key}
+    with TestClient(app, raise_server_exceptions=False, headers=headers) as test_client:
         yield test_client
+
+
+ClientFactory = Callable[..., AbstractContextManager[TestClient]]
+
+
+@pytest.fixture
+def make_client(settings: Settings, admin_key: str) -> ClientFactory:
+    """Start an app with some settings changed, as an admin client."""
+
+    @contextmanager
+    def make(**overrides: Any) -> Iterator[TestClient]:
+        app = create_app(settings.model_copy(update=overrides))
+        headers = {"X-API-Key": admin_key}
+        with TestClient(app, raise_server_exceptions=False, headers=headers) as test_client:
+            yield test_client
+
+    return make
+
+
+@pytest.fixture
+def anon(client: TestClient) -> TestClient:
+    """A client on the same running app, without credentials."""
+    return TestClient(client.app, raise_server_exceptions=False)
 
 
 @pytest.fixture

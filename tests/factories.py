@@ -17,6 +17,14 @@ from httpx import Response
 from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 
+from modelserve.audit.service import CLI_ACTOR
+from modelserve.auth.keys import ApiKeyService
+from modelserve.auth.schemas import ApiKeyCreate
+from modelserve.core.db import Database
+from modelserve.users.models import Role
+from modelserve.users.schemas import UserCreate
+from modelserve.users.service import UserService
+
 IRIS_FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 
 
@@ -100,3 +108,29 @@ def mixed_csv(path: Path, rows: int = 240, seed: int = 0) -> Path:
     frame.loc[::17, "income"] = np.nan
     frame.to_csv(path, index=False)
     return path
+
+
+PASSWORD = "correct horse battery"
+
+
+def create_user(
+    db: Database,
+    username: str,
+    role: Role = Role.USER,
+    *,
+    password: str = PASSWORD,
+    enabled: bool = True,
+) -> int:
+    """A user straight in the database; returns its id."""
+    data = UserCreate(username=username, password=password, role=role, enabled=enabled)
+    with db.transaction() as session:
+        return UserService(session).create(data, CLI_ACTOR).id
+
+
+def create_key(db: Database, user_id: int, **options: Any) -> str:
+    """An API key for a user; returns the secret."""
+    with db.transaction() as session:
+        created = ApiKeyService(session).create(
+            ApiKeyCreate(name=options.pop("name", "test"), **options), user_id, CLI_ACTOR
+        )
+    return created.key

@@ -30,9 +30,7 @@ def test_every_error_response_uses_the_envelope(client: TestClient) -> None:
     )
 
 
-def test_docs_can_be_switched_off(settings: Any) -> None:
-    from modelserve.app import create_app
-
-    with TestClient(create_app(settings.model_copy(update={"docs_enabled": False}))) as client:
+def test_docs_can_be_switched_off(make_client: Any) -> None:
+    with make_client(docs_enabled=False) as client:
         assert client.get("/docs").status_code == 404
         assert client.get("/openapi.json").status_code == 404

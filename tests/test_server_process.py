@@ -12,9 +12,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from factories import fit_iris, iris_instance, iris_schema, to_bytes
+from factories import create_key, create_user, fit_iris, iris_instance, iris_schema, to_bytes
 
 from modelserve.config import Settings
+from modelserve.core.db import Database
+from modelserve.users.models import Role
 
 
 def free_port() -> int:
@@ -25,7 +27,7 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def server(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
+def server(empty_database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``modelserve serve`` on an unmigrated database, in its own process."""
     port = free_port()
     env = os.environ | {
@@ -53,36 +55,42 @@ def server(empty_database_url: str, tmp_path: Path) -> Iterator[str]:
             time.sleep(0.2)
         else:
             pytest.fail("server never became ready")
-        yield base
+        db = Database(empty_database_url, pool_size=1)
+        key = create_key(db, create_user(db, "ops", Role.MAINTAINER))
+        db.dispose()
+        yield base, {"X-API-Key": key}
     finally:
         process.terminate()
         process.wait(timeout=20)
         log_file.close()
 
 
-def test_served_process_registers_predicts_and_logs(server: str) -> None:
+def test_served_process_registers_predicts_and_logs(
+    server: tuple[str, dict[str, str]],
+) -> None:
     import orjson
 
-    metadata = orjson.dumps(
-        {"name": "iris", "input_schema": iris_schema(), "alias": "production"}
-    ).decode()
-    created = httpx.post(
-        f"{server}/v1/models",
-        data={"metadata": metadata},
-        files={"file": ("m.skops", to_bytes(fit_iris(), "skops"))},
-        timeout=30,
-    )
-    assert created.status_code == 201, created.text
-    answer = httpx.post(
-        f"{server}/v1/models/iris/predict", json={"instances": [iris_instance(0)]}, timeout=30
-    )
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["predictions"] == ["setosa"]
-    logged = httpx.get(f"{server}/v1/predictions", params={"model": "iris"}).json()["data"]
-    assert logged[0]["request_id"] == answer.json()["request_id"]
-    missing_header = httpx.post(f"{server}/v1/models/iris/predict", content=b"", timeout=30)
-    assert missing_header.status_code == 400
-    assert missing_header.json()["code"] == "malformed_json"
+    base, auth = server
+    metadata = {"name": "iris", "input_schema": iris_schema(), "alias": "production"}
+    with httpx.Client(base_url=base, headers=auth, timeout=30) as http:
+        created = http.post(
+            "/v1/models",
+            data={"metadata": orjson.dumps(metadata).decode()},
+            files={"file": ("m.skops", to_bytes(fit_iris(), "skops"))},
+        )
+        assert created.status_code == 201, created.text
+        answer = http.post("/v1/models/iris/predict", json={"instances": [iris_instance(0)]})
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["predictions"] == ["setosa"]
+        logged = http.get("/v1/predictions", params={"model": "iris"}).json()["data"]
+        assert logged[0]["request_id"] == answer.json()["request_id"]
+        assert logged[0]["caller"].startswith("ops (msk_")
+        empty_body = http.post("/v1/models/iris/predict", content=b"")
+        assert empty_body.status_code == 400
+        assert empty_body.json()["code"] == "malformed_json"
+    missing_header = httpx.post(f"{base}/v1/models/iris/predict", json={"instances": []})
+    assert missing_header.status_code == 401
+    assert missing_header.headers["www-authenticate"] == "Bearer"
 
 
 def test_settings_default_to_sqlite_in_data_dir(tmp_path: Path) -> None:

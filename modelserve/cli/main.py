@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from modelserve.cli import db, models, serve, train
+from modelserve.cli import db, models, serve, train, users
 from modelserve.cli.common import render_error
 from modelserve.core.errors import AppError
 
@@ -33,6 +33,8 @@ app = typer.Typer(
 )
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
+app.add_typer(users.app, name="users")
+app.add_typer(users.keys_app, name="api-keys")
 app.command("train")(train.train)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)

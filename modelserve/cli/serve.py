@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import secrets
 from pathlib import Path
 from typing import Annotated
 
@@ -9,12 +11,18 @@ import typer
 import uvicorn
 
 from modelserve.app import create_app
-from modelserve.cli.common import load_settings, open_database, out
+from modelserve.audit.service import CLI_ACTOR
+from modelserve.auth.keys import ApiKeyService
+from modelserve.auth.schemas import ApiKeyCreate
+from modelserve.cli.common import load_settings, open_database, out, transaction
 from modelserve.cli.train import run_training
 from modelserve.config import Settings
 from modelserve.core.errors import NotFound
 from modelserve.registry.service import RegistryService
 from modelserve.training.service import TrainingJob, register_trained
+from modelserve.users.models import Role
+from modelserve.users.schemas import UserCreate
+from modelserve.users.service import UserService
 
 DEMO_MODEL = "iris"
 HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
@@ -83,6 +91,32 @@ def ensure_demo_model(settings: Settings) -> None:
         db.dispose()
 
 
+DEMO_ADMIN = "demo-admin"
+DEMO_KEY_FILE = "demo-api-key"
+
+
+def ensure_demo_key(settings: Settings) -> str:
+    """A fresh admin API key for the demo user (created once, with a random password nobody
+    sees), printed and written to the data dir with mode 0600."""
+    with transaction(settings) as session:
+        users = UserService(session)
+        try:
+            user_id = users.find(DEMO_ADMIN).id
+        except NotFound:
+            data = UserCreate(
+                username=DEMO_ADMIN, password=secrets.token_urlsafe(24), role=Role.ADMIN
+            )
+            user_id = users.create(data, CLI_ACTOR).id
+        created = ApiKeyService(session).create(ApiKeyCreate(name="demo"), user_id, CLI_ACTOR)
+    path = settings.ensure_data_dir() / DEMO_KEY_FILE
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(created.key + "\n")
+    out().print(f"admin API key for {DEMO_ADMIN} (also in {path}):\n[bold]{created.key}[/]")
+    return created.key
+
+
 def demo(
     host: HostOption = None,
     port: PortOption = None,
@@ -93,5 +127,6 @@ def demo(
     """Train a demo model on scikit-learn's iris data (nothing downloaded) and serve it."""
     settings = load_settings(host=host, port=port)
     ensure_demo_model(settings)
+    ensure_demo_key(settings)
     if serve_after:
         run_server(settings)

@@ -3,12 +3,15 @@
     AppError (500 internal_error)
      +-- BadRequest (400 bad_request)
      |    +-- MalformedJSON (400 malformed_json)
+     +-- Unauthorized (401 not_authenticated)
+     +-- Forbidden (403 forbidden)
      +-- NotFound (404 not_found)
      +-- Conflict (409 conflict)
      +-- PayloadTooLarge (413 payload_too_large)
      +-- ValidationFailed (422 validation_error)
      |    +-- UnsafeArtifact (422 unsafe_artifact)
      |    +-- InvalidArtifact (422 invalid_artifact)
+     +-- TooManyRequests (429 rate_limited)
      +-- ModelUnavailable (503 model_unavailable)
           +-- ArtifactIntegrityError (503 artifact_integrity_error)
 
@@ -47,10 +50,13 @@ class AppError(Exception):
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, details: Any = None) -> None:
+    def __init__(
+        self, message: str, details: Any = None, headers: Mapping[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details
+        self.headers = dict(headers or {})
 
     def to_body(self) -> ErrorBody:
         """The envelope for this error."""
@@ -68,6 +74,23 @@ class MalformedJSON(BadRequest):
     """The body is not valid JSON."""
 
     code = "malformed_json"
+
+
+class Unauthorized(AppError):
+    """No valid credentials: missing, malformed, expired, revoked, or a disabled account."""
+
+    status_code = 401
+    code = "not_authenticated"
+
+    def __init__(self, message: str = "Not authenticated.", details: Any = None) -> None:
+        super().__init__(message, details, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(AppError):
+    """Authenticated, but not allowed to do this."""
+
+    status_code = 403
+    code = "forbidden"
 
 
 class NotFound(AppError):
@@ -110,6 +133,18 @@ class InvalidArtifact(ValidationFailed):
     code = "invalid_artifact"
 
 
+class TooManyRequests(AppError):
+    """A rate limit or quota is exhausted; ``Retry-After`` says for how long."""
+
+    status_code = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(
+            message, {"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
 class ModelUnavailable(AppError):
     """A registered model cannot be served right now."""
 
@@ -134,9 +169,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
         400: "Malformed request",
+        401: "Not authenticated",
+        403: "Not allowed",
         404: "Not found",
         413: "Body too large",
         422: "Invalid content; details lists every problem",
+        429: "Rate limited; see Retry-After",
         500: "Internal error",
     }.items()
 }
@@ -158,7 +196,7 @@ async def _app_error_handler(_: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         logger.error("%s: %s", exc.code, exc.message)
-    return error_response(exc.status_code, exc.to_body())
+    return error_response(exc.status_code, exc.to_body(), headers=exc.headers)
 
 
 async def _request_validation_handler(_: Request, exc: Exception) -> Response:

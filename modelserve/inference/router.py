@@ -7,13 +7,14 @@ import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Path, Request
+from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
+from modelserve.auth.caller import Caller
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import StateDep
+from modelserve.deps import CallerDep, StateDep
 from modelserve.inference.schemas import PredictRequest, PredictResponse
 from modelserve.inference.service import PredictCall, Target
 
@@ -31,7 +32,23 @@ _ROUTE: dict[str, Any] = {
 }
 
 
-async def _predict(request: Request, state: StateDep, target: Target) -> Response:
+def quota_caller(caller: CallerDep, state: StateDep) -> Caller:
+    """The caller, after counting the request against their API key's quota, if it has one."""
+    if caller.key_quota is not None:
+        state.limiter.hit(
+            f"quota:key:{caller.api_key_id}",
+            limit=caller.key_quota,
+            window_seconds=60,
+            message="This API key's prediction quota is used up for this minute.",
+        )
+    return caller
+
+
+PredictCaller = Annotated[Caller, Depends(quota_caller)]
+
+
+async def _predict(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
+    caller.require_model(target.name)
     started = time.perf_counter()
     request_id = uuid.uuid4()
     payload: Any = None
@@ -40,7 +57,7 @@ async def _predict(request: Request, state: StateDep, target: Target) -> Respons
         payload = parse_json(await read_body(request, state.settings.max_body_bytes))
     except AppError as exc:
         payload_error = exc
-    call = PredictCall(target, payload, payload_error, request_id, started)
+    call = PredictCall(target, payload, payload_error, request_id, started, caller)
     served = await anyio.to_thread.run_sync(
         state.inference.predict, call, limiter=state.model_threads
     )
@@ -56,17 +73,23 @@ async def _predict(request: Request, state: StateDep, target: Target) -> Respons
 
 
 @router.post("/{name}/predict", summary="Predict with the default version", **_ROUTE)
-async def predict_default(name: NamePath, request: Request, state: StateDep) -> Response:
+async def predict_default(
+    name: NamePath, request: Request, state: StateDep, caller: PredictCaller
+) -> Response:
     """Predict with the ``production`` alias if set, else the latest version."""
-    return await _predict(request, state, Target(name))
+    return await _predict(request, state, caller, Target(name))
 
 
 @router.post("/{name}/versions/{version}/predict", summary="Predict with a version", **_ROUTE)
 async def predict_version(
-    name: NamePath, version: Annotated[int, Path(ge=1)], request: Request, state: StateDep
+    name: NamePath,
+    version: Annotated[int, Path(ge=1)],
+    request: Request,
+    state: StateDep,
+    caller: PredictCaller,
 ) -> Response:
     """Predict with one numbered version."""
-    return await _predict(request, state, Target(name, version=version))
+    return await _predict(request, state, caller, Target(name, version=version))
 
 
 @router.post("/{name}/aliases/{alias}/predict", summary="Predict with an alias", **_ROUTE)
@@ -75,6 +98,7 @@ async def predict_alias(
     alias: Annotated[str, Path(min_length=1, max_length=64)],
     request: Request,
     state: StateDep,
+    caller: PredictCaller,
 ) -> Response:
     """Predict with the version an alias points at."""
-    return await _predict(request, state, Target(name, alias=alias))
+    return await _predict(request, state, caller, Target(name, alias=alias))

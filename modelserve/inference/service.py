@@ -8,6 +8,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any, cast
 
+from modelserve.auth.caller import Caller
 from modelserve.config import Settings
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
@@ -46,6 +47,7 @@ class PredictCall:
     payload_error: AppError | None
     request_id: uuid.UUID
     started: float
+    caller: Caller | None = None
     protocol: str = "v1"
 
 
@@ -158,6 +160,9 @@ class InferenceService:
                 request_id=call.request_id,
                 model_id=version.model_id,
                 model_version_id=version.version_id,
+                user_id=call.caller.user_id if call.caller else None,
+                api_key_id=call.caller.api_key_id if call.caller else None,
+                caller=call.caller.label if call.caller else None,
                 protocol=call.protocol,
                 status=status,
                 http_status=http_status,

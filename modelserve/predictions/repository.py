@@ -26,7 +26,12 @@ class PredictionRepository:
             self.session.execute(insert(Prediction), [asdict(r) for r in records])
 
     def page(
-        self, *, model_id: int | None, limit: int, before: tuple[datetime, int] | None
+        self,
+        *,
+        model_id: int | None,
+        user_id: int | None,
+        limit: int,
+        before: tuple[datetime, int] | None,
     ) -> Sequence[Row[Prediction, str, int]]:
         """Up to ``limit`` rows older than ``before`` (created_at, id), newest first."""
         statement = (
@@ -38,6 +43,8 @@ class PredictionRepository:
         )
         if model_id is not None:
             statement = statement.where(Prediction.model_id == model_id)
+        if user_id is not None:
+            statement = statement.where(Prediction.user_id == user_id)
         if before is not None:
             statement = statement.where(tuple_(Prediction.created_at, Prediction.id) < before)
         return self.session.execute(statement).all()

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from modelserve.core.errors import ERROR_RESPONSES
-from modelserve.deps import SessionDep
+from modelserve.deps import CallerDep, SessionDep
 from modelserve.predictions.schemas import PredictionsPage
 from modelserve.predictions.service import PredictionQueryService
 
@@ -16,10 +16,16 @@ router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERR
 
 @router.get("", response_model=PredictionsPage, summary="Read the prediction log")
 def list_predictions(
+    caller: CallerDep,
     session: SessionDep,
     model: Annotated[str | None, Query(max_length=128, description="Only this model.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=256, description="From next_cursor.")] = None,
 ) -> PredictionsPage:
-    """Logged predictions, newest first, a page at a time."""
-    return PredictionQueryService(session).list(model=model, limit=limit, cursor=cursor)
+    """Logged predictions, newest first, a page at a time: your own (admins: everyone's)."""
+    if model is not None:
+        caller.require_model(model)
+    owner = None if caller.is_admin else caller.user_id
+    return PredictionQueryService(session).list(
+        model=model, limit=limit, cursor=cursor, user_id=owner
+    )

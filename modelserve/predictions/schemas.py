@@ -19,6 +19,9 @@ class PredictionRecord:
     request_id: uuid.UUID
     model_id: int
     model_version_id: int
+    user_id: int | None
+    api_key_id: int | None
+    caller: str | None
     protocol: str
     status: PredictionStatus
     http_status: int
@@ -37,6 +40,8 @@ class PredictionPublic(BaseModel):
     request_id: uuid.UUID
     model: str
     version: int
+    user_id: int | None = Field(description="Null once the user is deleted.")
+    caller: str | None = Field(description="Username (and key prefix) at the time.")
     protocol: str
     status: PredictionStatus
     http_status: int

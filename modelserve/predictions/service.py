@@ -63,8 +63,10 @@ class PredictionQueryService:
         self.repo = PredictionRepository(session)
         self.registry = RegistryRepository(session)
 
-    def list(self, *, model: str | None, limit: int, cursor: str | None) -> PredictionsPage:
-        """A newest-first page, optionally for one model."""
+    def list(
+        self, *, model: str | None, limit: int, cursor: str | None, user_id: int | None = None
+    ) -> PredictionsPage:
+        """A newest-first page, optionally for one model and one user's requests."""
         model_id = None
         if model is not None:
             found = self.registry.get_model(model)
@@ -72,13 +74,15 @@ class PredictionQueryService:
                 raise NotFound(f"Model {model!r} not found.")
             model_id = found.id
         before = decode_cursor(cursor) if cursor else None
-        rows = self.repo.page(model_id=model_id, limit=limit + 1, before=before)
+        rows = self.repo.page(model_id=model_id, user_id=user_id, limit=limit + 1, before=before)
         data = [
             PredictionPublic(
                 id=p.id,
                 request_id=p.request_id,
                 model=name,
                 version=number,
+                user_id=p.user_id,
+                caller=p.caller,
                 protocol=p.protocol,
                 status=p.status,
                 http_status=p.http_status,

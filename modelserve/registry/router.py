@@ -9,7 +9,7 @@ from fastapi import APIRouter, File, Form, Path, UploadFile
 from pydantic import ValidationError
 
 from modelserve.core.errors import ERROR_RESPONSES, BadRequest, ValidationFailed
-from modelserve.deps import SessionDep
+from modelserve.deps import ActorDep, CallerDep, MaintainerDep, SessionDep
 from modelserve.registry.schemas import (
     AliasPublic,
     AliasUpdate,
@@ -29,13 +29,15 @@ AliasPath = Annotated[
 
 
 @router.get("", response_model=ModelsPublic, summary="List models")
-def list_models(session: SessionDep) -> ModelsPublic:
-    """Every model with its latest version and aliases."""
-    return RegistryService(session).list_models()
+def list_models(caller: CallerDep, session: SessionDep) -> ModelsPublic:
+    """Every model (a restricted API key sees its models) with latest version and aliases."""
+    return RegistryService(session).list_models(caller.may_use_model)
 
 
 @router.post("", response_model=VersionPublic, status_code=201, summary="Register a version")
 def register_model(
+    caller: MaintainerDep,
+    actor: ActorDep,
     session: SessionDep,
     file: Annotated[UploadFile, File(description="The artifact: skops, joblib or pickle.")],
     metadata: Annotated[str, Form(description="RegistrationMetadata as a JSON string.")],
@@ -50,27 +52,36 @@ def register_model(
             {"loc": ["metadata", *map(str, e["loc"])], "message": e["msg"]} for e in exc.errors()
         ]
         raise ValidationFailed("Invalid registration metadata.", details=details) from exc
+    caller.require_model(meta.name)
     data = file.file.read()
-    return RegistryService(session).register(data, meta, filename=file.filename)
+    return RegistryService(session).register(data, meta, actor=actor, filename=file.filename)
 
 
 @router.get("/{name}", response_model=ModelPublic, summary="Show a model")
-def get_model(name: NamePath, session: SessionDep) -> ModelPublic:
+def get_model(name: NamePath, caller: CallerDep, session: SessionDep) -> ModelPublic:
     """A model and all its versions."""
+    caller.require_model(name)
     return RegistryService(session).get_model(name)
 
 
 @router.get("/{name}/versions/{version}", response_model=VersionPublic, summary="Show a version")
 def get_version(
-    name: NamePath, version: Annotated[int, Path(ge=1)], session: SessionDep
+    name: NamePath, version: Annotated[int, Path(ge=1)], caller: CallerDep, session: SessionDep
 ) -> VersionPublic:
     """One version: schema, output, metrics, environment."""
+    caller.require_model(name)
     return RegistryService(session).get_version(name, version)
 
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasPublic, summary="Move an alias")
 def set_alias(
-    name: NamePath, alias: AliasPath, body: AliasUpdate, session: SessionDep
+    name: NamePath,
+    alias: AliasPath,
+    body: AliasUpdate,
+    caller: MaintainerDep,
+    actor: ActorDep,
+    session: SessionDep,
 ) -> AliasPublic:
     """Point an alias at a version (creating the alias if needed)."""
-    return RegistryService(session).set_alias(name, alias, body.version)
+    caller.require_model(name)
+    return RegistryService(session).set_alias(name, alias, body.version, actor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from modelserve.audit.service import CLI_ACTOR, Actor, record
 from modelserve.core.errors import InvalidArtifact, NotFound
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
@@ -74,6 +76,7 @@ class RegistryService:
         data: bytes,
         meta: RegistrationMetadata,
         *,
+        actor: Actor = CLI_ACTOR,
         filename: str | None = None,
         environment: dict[str, str] | None = None,
     ) -> VersionPublic:
@@ -100,8 +103,18 @@ class RegistryService:
             description=meta.description,
         )
         self.repo.add_version(version, data)
+        record(
+            self.session,
+            "model.registered",
+            actor,
+            f"model:{model.name}",
+            version=version.number,
+            sha256=version.sha256,
+            format=fmt,
+        )
         if meta.alias:
-            self.repo.set_alias(model.id, meta.alias, version.id)
+            previous = self.repo.set_alias(model.id, meta.alias, version.id)
+            self._audit_alias(actor, model, meta.alias, version.id, previous)
         return self._version_public(model, version)
 
     @staticmethod
@@ -131,8 +144,8 @@ class RegistryService:
                 raise
             return model
 
-    def list_models(self) -> ModelsPublic:
-        """Every model with its latest version and aliases."""
+    def list_models(self, visible: Callable[[str], bool] = lambda _: True) -> ModelsPublic:
+        """Every model (that ``visible`` admits) with its latest version and aliases."""
         latest = self.repo.latest_numbers()
         aliases = self.repo.all_aliases()
         data = [
@@ -143,6 +156,7 @@ class RegistryService:
                 aliases=aliases.get(m.id, {}),
             )
             for m in self.repo.list_models()
+            if visible(m.name)
         ]
         return ModelsPublic(data=data, count=len(data))
 
@@ -164,17 +178,31 @@ class RegistryService:
         model = self._model(name)
         return self._version_public(model, self._version(model, number))
 
-    def set_alias(self, name: str, alias: str, number: int) -> AliasPublic:
+    def set_alias(
+        self, name: str, alias: str, number: int, actor: Actor = CLI_ACTOR
+    ) -> AliasPublic:
         """Point ``alias`` at version ``number``; returns where it pointed before too."""
         model = self._model(name)
         version = self._version(model, number)
         previous_id = self.repo.set_alias(model.id, alias, version.id)
-        previous = None
-        if previous_id is not None:
-            previous = next(
-                (v.number for v in self.repo.versions(model.id) if v.id == previous_id), None
-            )
+        previous = self._audit_alias(actor, model, alias, version.id, previous_id)
         return AliasPublic(model=name, alias=alias, version=number, previous_version=previous)
+
+    def _audit_alias(
+        self, actor: Actor, model: Model, alias: str, version_id: int, previous_id: int | None
+    ) -> int | None:
+        numbers = {v.id: v.number for v in self.repo.versions(model.id)}
+        previous = numbers.get(previous_id) if previous_id is not None else None
+        record(
+            self.session,
+            "model.alias_moved",
+            actor,
+            f"model:{model.name}",
+            alias=alias,
+            version=numbers[version_id],
+            previous_version=previous,
+        )
+        return previous
 
     def resolve(
         self, name: str, *, version: int | None = None, alias: str | None = None

@@ -10,8 +10,6 @@ from factories import fit_iris, iris_instance, iris_schema, register, register_i
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
-from modelserve.app import create_app
-from modelserve.config import Settings
 from modelserve.core.db import Database
 from modelserve.registry.models import ModelArtifact
 
@@ -181,8 +179,8 @@ def test_nan_allowed_when_nullable(client: TestClient) -> None:
     assert len(answer.json()["predictions"]) == 2
 
 
-def test_too_many_instances(settings: Settings) -> None:
-    with TestClient(create_app(settings.model_copy(update={"max_batch_size": 3}))) as client:
+def test_too_many_instances(make_client: Any) -> None:
+    with make_client(max_batch_size=3) as client:
         register_iris(client)
         response = client.post("/v1/models/iris/predict", json={"instances": [iris_instance()] * 4})
         assert response.status_code == 422
@@ -212,8 +210,8 @@ def test_malformed_bodies(client: TestClient, body: bytes, status: int, code: st
         assert row["inputs"] is None
 
 
-def test_body_over_limit_is_413_and_logged(settings: Settings) -> None:
-    with TestClient(create_app(settings.model_copy(update={"max_body_bytes": 2048}))) as client:
+def test_body_over_limit_is_413_and_logged(make_client: Any) -> None:
+    with make_client(max_body_bytes=2048) as client:
         register_iris(client)
         response = client.post(
             "/v1/models/iris/predict", json={"instances": [iris_instance()] * 100}

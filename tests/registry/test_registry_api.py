@@ -184,11 +184,8 @@ def test_pickle_from_older_sklearn_is_flagged(
     assert response.json()["sklearn_version_mismatch"] is True
 
 
-def test_upload_over_limit_is_413(settings: Any) -> None:
-    from modelserve.app import create_app
-
-    small = settings.model_copy(update={"max_upload_bytes": 2048})
-    with TestClient(create_app(small)) as client:
+def test_upload_over_limit_is_413(make_client: Any) -> None:
+    with make_client(max_upload_bytes=2048) as client:
         response = register(client, "big", b"x" * 5000, iris_schema())
     assert_error(response, 413, "payload_too_large")
 

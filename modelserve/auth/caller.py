@@ -1,0 +1,185 @@
+"""Who is calling: the authenticated user (and key), checked against the database with a short
+per-process cache, so disabling a user, revoking a key or changing a role takes effect on every
+process within ``auth_cache_seconds``."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Generic, TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from modelserve.auth.models import ApiKey, LoginSession
+from modelserve.auth.tokens import TokenSigner, api_key_prefix, sha256_token
+from modelserve.core.clock import utcnow
+from modelserve.core.db import Database
+from modelserve.core.errors import Forbidden, Unauthorized
+from modelserve.users.models import Role, User
+
+T = TypeVar("T")
+K = TypeVar("K")
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: a user, possibly through one of their API keys."""
+
+    user_id: int
+    username: str
+    role: Role
+    api_key_id: int | None = None
+    key_prefix: str | None = None
+    key_models: frozenset[str] | None = None
+    key_quota: int | None = None
+
+    @property
+    def label(self) -> str:
+        """How logs name this caller."""
+        return f"{self.username} ({self.key_prefix})" if self.key_prefix else self.username
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the caller is an admin."""
+        return self.role is Role.ADMIN
+
+    def require(self, role: Role) -> None:
+        """Forbidden unless the caller's role includes ``role``."""
+        if not self.role.includes(role):
+            raise Forbidden(f"This needs the {role.value} role.")
+
+    def may_use_model(self, name: str) -> bool:
+        """Whether a key restricted to some models admits ``name``."""
+        return self.key_models is None or name in self.key_models
+
+    def require_model(self, name: str) -> None:
+        """Forbidden when the caller's key is restricted to other models."""
+        if not self.may_use_model(name):
+            raise Forbidden(f"This API key may not use model {name!r}.")
+
+
+@dataclass(frozen=True)
+class _UserState:
+    username: str
+    role: Role
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class _KeyState:
+    id: int
+    user_id: int
+    prefix: str
+    key_hash: str
+    models: frozenset[str] | None
+    quota: int | None
+    expires_at: datetime | None
+    revoked: bool
+
+
+class _TTLCache(Generic[K, T]):
+    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
+        self.ttl = ttl
+        self.clock = clock
+        self._items: dict[K, tuple[float, T]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: K, load: Callable[[], T]) -> T:
+        now = self.clock()
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        value = load()
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = (now + self.ttl, value)
+        return value
+
+
+class Authenticator:
+    """Turns a bearer credential (access JWT or API key) into a Caller."""
+
+    def __init__(
+        self,
+        db: Database,
+        signer: TokenSigner,
+        ttl: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.db = db
+        self.signer = signer
+        self._users: _TTLCache[int, _UserState | None] = _TTLCache(ttl, clock)
+        self._sessions: _TTLCache[uuid.UUID, bool] = _TTLCache(ttl, clock)
+        self._keys: _TTLCache[str, _KeyState | None] = _TTLCache(ttl, clock)
+
+    def authenticate(self, credential: str) -> Caller:
+        """The caller a credential belongs to; Unauthorized when it is not valid now."""
+        if api_key_prefix(credential) is not None:
+            return self._from_key(credential)
+        claims = self.signer.verify(credential)
+        if not self._sessions.get(claims.session_id, lambda: self._session_live(claims.session_id)):
+            raise Unauthorized("Session ended; log in again.")
+        user = self._user(claims.user_id)
+        return Caller(user_id=claims.user_id, username=user.username, role=user.role)
+
+    def _from_key(self, key: str) -> Caller:
+        digest = sha256_token(key)
+        state = self._keys.get(digest, lambda: self._load_key(digest))
+        if state is None or state.revoked:
+            raise Unauthorized("Invalid or revoked API key.")
+        if state.expires_at is not None and state.expires_at <= utcnow():
+            raise Unauthorized("API key expired.")
+        user = self._user(state.user_id)
+        return Caller(
+            user_id=state.user_id,
+            username=user.username,
+            role=user.role,
+            api_key_id=state.id,
+            key_prefix=state.prefix,
+            key_models=state.models,
+            key_quota=state.quota,
+        )
+
+    def _user(self, user_id: int) -> _UserState:
+        user = self._users.get(user_id, lambda: self._load_user(user_id))
+        if user is None or not user.enabled:
+            raise Unauthorized("Account disabled or deleted.")
+        return user
+
+    def _read(self) -> Session:
+        return self.db.sessions()
+
+    def _load_user(self, user_id: int) -> _UserState | None:
+        with self._read() as session:
+            row = session.get(User, user_id)
+            if row is None:
+                return None
+            return _UserState(username=row.username, role=Role(row.role), enabled=row.enabled)
+
+    def _session_live(self, session_id: uuid.UUID) -> bool:
+        with self._read() as session:
+            row = session.get(LoginSession, session_id)
+            return row is not None and row.revoked_at is None
+
+    def _load_key(self, digest: str) -> _KeyState | None:
+        with self._read() as session:
+            row = session.scalars(select(ApiKey).where(ApiKey.key_hash == digest)).one_or_none()
+            if row is None:
+                return None
+            return _KeyState(
+                id=row.id,
+                user_id=row.user_id,
+                prefix=row.prefix,
+                key_hash=row.key_hash,
+                models=frozenset(row.models) if row.models is not None else None,
+                quota=row.quota_per_minute,
+                expires_at=row.expires_at,
+                revoked=row.revoked_at is not None,
+            )
