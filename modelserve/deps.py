@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from modelserve.audit.service import Actor
 from modelserve.auth.caller import Caller
-from modelserve.core.errors import Unauthorized
+from modelserve.core.errors import BadRequest, Unauthorized
 from modelserve.state import AppState
 from modelserve.users.models import Role
 
@@ -50,6 +50,8 @@ def get_caller(
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Caller:
     """The authenticated caller; 401 without valid credentials."""
+    if api_key and bearer and api_key != bearer.credentials:
+        raise BadRequest("Send one credential: Authorization or X-API-Key, not both.")
     credential = api_key or (bearer.credentials if bearer else None)
     if not credential:
         raise Unauthorized("Not authenticated: send Authorization: Bearer <token> or X-API-Key.")

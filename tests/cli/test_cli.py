@@ -131,3 +131,62 @@ def test_demo_trains_once(cli_env: Settings, client: TestClient) -> None:
     instance = {"sepal_length": 6.7, "sepal_width": 3.0, "petal_length": 5.2, "petal_width": 2.3}
     response = client.post("/v1/models/iris/predict", json={"instances": [instance]})
     assert response.json()["predictions"] == ["virginica"]
+
+
+def test_users_and_api_keys_commands(cli_env: Settings, client: TestClient) -> None:
+    created = invoke(
+        "users",
+        "create",
+        "Olga",
+        "--role",
+        "maintainer",
+        "--email",
+        "olga@example.com",
+        input_text="a strong password\n",
+    )
+    assert "created user Olga" in created
+    form = {"username": "olga", "password": "a strong password"}
+    assert TestClient(client.app).post("/v1/auth/token", data=form).status_code == 200
+    assert "Olga" in invoke("users", "list")
+    assert "role admin" in invoke("users", "set-role", "olga", "admin")
+    assert "disabled" in invoke("users", "disable", "olga")
+    assert "enabled" in invoke("users", "enable", "olga")
+    output = invoke(
+        "api-keys",
+        "create",
+        "olga",
+        "--name",
+        "batch",
+        "--model",
+        "iris",
+        "--quota",
+        "10",
+        "--expires-days",
+        "30",
+    )
+    key = output.strip().splitlines()[-1]
+    assert key.startswith("msk_")
+    me = TestClient(client.app, headers={"X-API-Key": key}).get("/v1/users/me")
+    assert me.json()["username"] == "Olga"
+    listing = invoke("api-keys", "list", "olga")
+    assert "batch" in listing
+    assert key not in listing
+    key_id = client.get("/v1/api-keys").json()["data"][-1]["id"]
+    assert "revoked" in invoke("api-keys", "revoke", str(key_id))
+    assert "deleted olga" in invoke("users", "delete", "olga", "--yes")
+    short = runner.invoke(app, ["users", "create", "weak"], input="short\n")
+    assert short.exit_code == 1
+    assert "validation_error" in short.output
+
+
+def test_demo_prints_a_working_admin_key(cli_env: Settings, client: TestClient) -> None:
+    output = invoke("demo", "--no-serve")
+    key_file = cli_env.data_dir / "demo-api-key"
+    key = key_file.read_text().strip()
+    assert key in output
+    assert key_file.stat().st_mode & 0o777 == 0o600
+    me = TestClient(client.app, headers={"X-API-Key": key}).get("/v1/users/me").json()
+    assert (me["username"], me["role"]) == ("demo-admin", "admin")
+    second = invoke("demo", "--no-serve")
+    assert key_file.read_text().strip() in second
+    assert key_file.read_text().strip() != key
