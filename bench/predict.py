@@ -54,11 +54,13 @@ def start_server(data_dir: Path, database_url: str | None, port: int) -> subproc
     raise SystemExit("server did not become ready")
 
 
-async def drive(url: str, body: dict[str, object], seconds: float, concurrency: int) -> list[float]:
+async def drive(
+    url: str, body: dict[str, object], seconds: float, concurrency: int, headers: dict[str, str]
+) -> list[float]:
     latencies: list[float] = []
     stop = time.monotonic() + seconds
     limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=30) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=30, headers=headers) as client:
 
         async def worker() -> None:
             while time.monotonic() < stop:
@@ -94,12 +96,13 @@ def main() -> None:
         server = start_server(Path(tmp), args.database_url, port)
         try:
             url = f"http://127.0.0.1:{port}/v1/models/iris/predict"
-            check = httpx.post(url, json={"instances": [INSTANCE]}).json()
+            headers = {"X-API-Key": (Path(tmp) / "demo-api-key").read_text().strip()}
+            check = httpx.post(url, json={"instances": [INSTANCE]}, headers=headers).json()
             assert check["predictions"] == ["setosa"], check
             for rows in (1, 100):
                 body = {"instances": [INSTANCE] * rows}
-                asyncio.run(drive(url, body, 1.0, args.concurrency))  # warm-up
-                latencies = asyncio.run(drive(url, body, args.seconds, args.concurrency))
+                asyncio.run(drive(url, body, 1.0, args.concurrency, headers))  # warm-up
+                latencies = asyncio.run(drive(url, body, args.seconds, args.concurrency, headers))
                 report(f"{rows}-row x{args.concurrency}", latencies, args.seconds, rows)
         finally:
             server.terminate()

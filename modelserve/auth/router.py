@@ -17,6 +17,7 @@ from modelserve.auth.schemas import (
     TokenPair,
 )
 from modelserve.auth.service import AuthService
+from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, Forbidden
 from modelserve.deps import ActorDep, CallerDep, SessionDep, StateDep, client_address
 from modelserve.users.schemas import UserRegister
@@ -82,7 +83,10 @@ def list_api_keys(caller: CallerDep, session: SessionDep) -> ApiKeysPublic:
 
 @router.delete("/v1/api-keys/{key_id}", response_model=ApiKeyPublic, summary="Revoke an API key")
 def revoke_api_key(
-    key_id: Annotated[int, Path(ge=1)], caller: CallerDep, actor: ActorDep, session: SessionDep
+    key_id: Annotated[int, Path(ge=1, le=MAX_ID)],
+    caller: CallerDep,
+    actor: ActorDep,
+    session: SessionDep,
 ) -> ApiKeyPublic:
     """Revoke one of your keys (admins: anyone's)."""
     owner = None if caller.is_admin else caller.user_id

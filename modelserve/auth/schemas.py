@@ -6,6 +6,8 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from modelserve.core.db import MAX_ID
+
 
 class TokenPair(BaseModel):
     """A login's tokens."""
@@ -38,7 +40,9 @@ class ApiKeyCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=100)
-    user_id: int | None = Field(default=None, description="Admins only: create for this user.")
+    user_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Admins only: create for this user."
+    )
     expires_at: datetime | None = None
     models: list[str] | None = Field(
         default=None, max_length=100, description="Only these models; all when omitted."

@@ -65,6 +65,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     cursor.close()
 
 
+MAX_ID = 2_147_483_647
+"""Largest id an INTEGER column holds on every supported database; larger ids are refused."""
+
+
+def _json_loads(value: Any) -> Any:
+    # SQLite gives JSON columns numeric affinity: a stored top-level number comes back as one.
+    return value if isinstance(value, int | float) else orjson.loads(value)
+
+
 def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
@@ -73,7 +82,7 @@ def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine suited to ``url``'s database."""
     json_options: dict[str, Any] = {
         "json_serializer": _json_dumps,
-        "json_deserializer": orjson.loads,
+        "json_deserializer": _json_loads,
     }
     if url.startswith("sqlite"):
         engine = create_engine(

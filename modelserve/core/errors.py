@@ -28,6 +28,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -172,9 +173,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         401: "Not authenticated",
         403: "Not allowed",
         404: "Not found",
+        409: "Conflicts with the current state",
         413: "Body too large",
         422: "Invalid content; details lists every problem",
         429: "Rate limited; see Retry-After",
+        503: "Model unavailable",
         500: "Internal error",
     }.items()
 }
@@ -218,6 +221,16 @@ async def _http_exception_handler(_: Request, exc: Exception) -> Response:
     return error_response(exc.status_code, body, headers=exc.headers)
 
 
+async def _data_error_handler(_: Request, exc: Exception) -> Response:
+    # The database refused a value the API let through (e.g. a NUL character in text).
+    body = ErrorBody(
+        code="invalid_value",
+        message="A value cannot be stored or looked up.",
+        details={"error": type(getattr(exc, "orig", exc)).__name__},
+    )
+    return error_response(422, body)
+
+
 async def _unhandled_handler(_: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
     return error_response(500, ErrorBody(code="internal_error", message="Internal server error."))
@@ -228,4 +241,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error_handler)
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
+    app.add_exception_handler(DataError, _data_error_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

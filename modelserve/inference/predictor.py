@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
+from modelserve.core.errors import ValidationFailed
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
@@ -54,12 +55,39 @@ class Predictor:
 
     def predict(self, batch: ValidatedBatch) -> PredictionResult:
         """Predict labels (and probabilities for classifiers) for every row."""
-        features = self.model_input(batch)
-        if self._preprocess is not None:
-            features = self._preprocess.transform(features)
-        predictions = np.asarray(getattr(self._final, PREDICT)(features)).tolist()
+        # Extreme (but schema-valid) inputs can overflow inside a model; rows whose output is not
+        # finite are refused below rather than answered with nulls.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            features = self.model_input(batch)
+            if self._preprocess is not None:
+                features = self._preprocess.transform(features)
+            raw = np.asarray(getattr(self._final, PREDICT)(features))
+            matrix = None
+            if self.with_proba:
+                matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
+        _refuse_non_finite(raw, matrix)
         probabilities = None
-        if self.with_proba:
-            matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
+        if matrix is not None:
             probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
-        return PredictionResult(predictions=predictions, probabilities=probabilities)
+        return PredictionResult(predictions=raw.tolist(), probabilities=probabilities)
+
+
+def _refuse_non_finite(
+    predictions: np.ndarray[Any, Any], probabilities: np.ndarray[Any, Any] | None
+) -> None:
+    bad: set[int] = set()
+    if predictions.dtype.kind == "f":
+        bad |= set(np.flatnonzero(~np.isfinite(predictions)).tolist())
+    if probabilities is not None:
+        bad |= set(np.flatnonzero(~np.isfinite(probabilities).all(axis=1)).tolist())
+    if bad:
+        details = [
+            {
+                "row": row,
+                "feature": None,
+                "type": "non_finite_output",
+                "message": "the model's output for this row is not finite; inputs are too extreme",
+            }
+            for row in sorted(bad)
+        ]
+        raise ValidationFailed(f"{len(bad)} row(s) gave a non-finite output.", details=details)

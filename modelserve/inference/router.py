@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
 from modelserve.auth.caller import Caller
+from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
@@ -83,7 +84,7 @@ async def predict_default(
 @router.post("/{name}/versions/{version}/predict", summary="Predict with a version", **_ROUTE)
 async def predict_version(
     name: NamePath,
-    version: Annotated[int, Path(ge=1)],
+    version: Annotated[int, Path(ge=1, le=MAX_ID)],
     request: Request,
     state: StateDep,
     caller: PredictCaller,

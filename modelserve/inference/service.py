@@ -64,13 +64,18 @@ def _status_of(exc: AppError) -> PredictionStatus:
 
 
 def loggable(value: Any) -> Any:
-    """``value`` with non-finite floats spelled as strings, since JSON has no NaN."""
+    """``value`` with non-finite floats spelled as strings (JSON has no NaN) and NUL characters
+    escaped, so any request can be logged."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)  # beyond what JSON encoders take as an integer
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")  # PostgreSQL text cannot hold NUL
     if isinstance(value, list):
         return [loggable(v) for v in value]
     if isinstance(value, dict):
-        return {k: loggable(v) for k, v in value.items()}
+        return {loggable(str(k)): loggable(v) for k, v in value.items()}
     return value
 
 
@@ -122,6 +127,8 @@ class InferenceService:
             batch = loaded.validator.validate(call.payload)
             try:
                 result = loaded.predictor.predict(batch)
+            except AppError:
+                raise
             except Exception as exc:
                 raise InferenceFailed(
                     "The model failed on this input.",
@@ -170,7 +177,7 @@ class InferenceService:
                 n_rows=n_rows,
                 inputs=loggable(inputs),
                 outputs=outputs,
-                error=error,
+                error=loggable(error),
                 created_at=utcnow(),
             )
         )

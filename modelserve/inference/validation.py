@@ -88,7 +88,10 @@ def _numeric_check(spec: FeatureSpec) -> Check:
         kind = type(value)
         if kind is not int and kind is not float:
             return None, "wrong_type", f"expected {expected}, got {_type_name(value)}"
-        number = float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            return None, "out_of_range", "integer too large for a 64-bit float"
         if integer and kind is float and math.isfinite(number) and not number.is_integer():
             return None, "wrong_type", f"expected an integer, got {value}"
         problem, message = _check_range(spec, number)

@@ -8,6 +8,7 @@ import orjson
 from fastapi import APIRouter, File, Form, Path, UploadFile
 from pydantic import ValidationError
 
+from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, BadRequest, ValidationFailed
 from modelserve.deps import ActorDep, CallerDep, MaintainerDep, SessionDep
 from modelserve.registry.schemas import (
@@ -66,7 +67,10 @@ def get_model(name: NamePath, caller: CallerDep, session: SessionDep) -> ModelPu
 
 @router.get("/{name}/versions/{version}", response_model=VersionPublic, summary="Show a version")
 def get_version(
-    name: NamePath, version: Annotated[int, Path(ge=1)], caller: CallerDep, session: SessionDep
+    name: NamePath,
+    version: Annotated[int, Path(ge=1, le=MAX_ID)],
+    caller: CallerDep,
+    session: SessionDep,
 ) -> VersionPublic:
     """One version: schema, output, metrics, environment."""
     caller.require_model(name)

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from modelserve.core.db import MAX_ID
+
 Label = str | int | float | bool
 
 
@@ -125,7 +127,7 @@ class AliasUpdate(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_ID)
 
 
 class AliasPublic(BaseModel):

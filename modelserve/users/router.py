@@ -6,13 +6,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
+from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES
 from modelserve.deps import ActorDep, AdminDep, CallerDep, SessionDep
 from modelserve.users.schemas import UserCreate, UserPublic, UsersPublic, UserUpdate
 from modelserve.users.service import UserService
 
 router = APIRouter(prefix="/v1/users", tags=["users"], responses=ERROR_RESPONSES)
-UserId = Annotated[int, Path(ge=1)]
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 @router.get("/me", response_model=UserPublic, summary="Who am I")
