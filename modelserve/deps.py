@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
@@ -17,7 +18,7 @@ from modelserve.state import AppState
 from modelserve.users.models import Role
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:
     """The process's shared resources."""
     state: AppState = request.app.state.modelserve
     return state
@@ -44,7 +45,7 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def get_caller(
+async def get_caller(
     state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
@@ -55,14 +56,18 @@ def get_caller(
     credential = api_key or (bearer.credentials if bearer else None)
     if not credential:
         raise Unauthorized("Not authenticated: send Authorization: Bearer <token> or X-API-Key.")
-    return state.authenticator.authenticate(credential)
+    # Cached callers are answered on the event loop; a cache miss reads the database in a thread.
+    caller = state.authenticator.from_cache(credential)
+    if caller is not None:
+        return caller
+    return await anyio.to_thread.run_sync(state.authenticator.authenticate, credential)
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
 def _requires(role: Role) -> object:
-    def check(caller: CallerDep) -> Caller:
+    async def check(caller: CallerDep) -> Caller:
         caller.require(role)
         return caller
 
@@ -74,7 +79,7 @@ MaintainerDep = Annotated[Caller, _requires(Role.MAINTAINER)]
 AdminDep = Annotated[Caller, _requires(Role.ADMIN)]
 
 
-def get_actor(caller: CallerDep, request: Request) -> Actor:
+async def get_actor(caller: CallerDep, request: Request) -> Actor:
     """The caller as the audit log records them."""
     return Actor(caller.user_id, caller.label, client_address(request))
 

@@ -63,6 +63,10 @@ class Caller:
             raise Forbidden(f"This API key may not use model {name!r}.")
 
 
+class _CacheMiss(Exception):
+    """Something needed is not freshly cached."""
+
+
 @dataclass(frozen=True)
 class _UserState:
     username: str
@@ -88,6 +92,14 @@ class _TTLCache(Generic[K, T]):
         self.clock = clock
         self._items: dict[K, tuple[float, T]] = {}
         self._lock = threading.Lock()
+
+    def peek(self, key: K) -> tuple[bool, T | None]:
+        """(fresh?, value) without loading."""
+        with self._lock:
+            hit = self._items.get(key)
+        if hit is not None and hit[0] > self.clock():
+            return True, hit[1]
+        return False, None
 
     def get(self, key: K, load: Callable[[], T]) -> T:
         now = self.clock()
@@ -119,24 +131,45 @@ class Authenticator:
         self._sessions: _TTLCache[uuid.UUID, bool] = _TTLCache(ttl, clock)
         self._keys: _TTLCache[str, _KeyState | None] = _TTLCache(ttl, clock)
 
+    def from_cache(self, credential: str) -> Caller | None:
+        """The caller when everything needed is freshly cached (no database, safe on the event
+        loop); None when ``authenticate`` must run in a thread."""
+        try:
+            return self._authenticate(credential, cached_only=True)
+        except _CacheMiss:
+            return None
+
     def authenticate(self, credential: str) -> Caller:
         """The caller a credential belongs to; Unauthorized when it is not valid now."""
+        return self._authenticate(credential, cached_only=False)
+
+    def _authenticate(self, credential: str, *, cached_only: bool) -> Caller:
         if api_key_prefix(credential) is not None:
-            return self._from_key(credential)
+            return self._from_key(credential, cached_only)
         claims = self.signer.verify(credential)
-        if not self._sessions.get(claims.session_id, lambda: self._session_live(claims.session_id)):
+        live = self._lookup(self._sessions, claims.session_id, self._session_live, cached_only)
+        if not live:
             raise Unauthorized("Session ended; log in again.")
-        user = self._user(claims.user_id)
+        user = self._user(claims.user_id, cached_only)
         return Caller(user_id=claims.user_id, username=user.username, role=user.role)
 
-    def _from_key(self, key: str) -> Caller:
+    @staticmethod
+    def _lookup(cache: _TTLCache[K, T], key: K, load: Callable[[K], T], cached_only: bool) -> T:
+        if not cached_only:
+            return cache.get(key, lambda: load(key))
+        fresh, value = cache.peek(key)
+        if not fresh:
+            raise _CacheMiss
+        return value  # type: ignore[return-value]
+
+    def _from_key(self, key: str, cached_only: bool) -> Caller:
         digest = sha256_token(key)
-        state = self._keys.get(digest, lambda: self._load_key(digest))
+        state = self._lookup(self._keys, digest, self._load_key, cached_only)
         if state is None or state.revoked:
             raise Unauthorized("Invalid or revoked API key.")
         if state.expires_at is not None and state.expires_at <= utcnow():
             raise Unauthorized("API key expired.")
-        user = self._user(state.user_id)
+        user = self._user(state.user_id, cached_only)
         return Caller(
             user_id=state.user_id,
             username=user.username,
@@ -147,8 +180,8 @@ class Authenticator:
             key_quota=state.quota,
         )
 
-    def _user(self, user_id: int) -> _UserState:
-        user = self._users.get(user_id, lambda: self._load_user(user_id))
+    def _user(self, user_id: int, cached_only: bool) -> _UserState:
+        user = self._lookup(self._users, user_id, self._load_user, cached_only)
         if user is None or not user.enabled:
             raise Unauthorized("Account disabled or deleted.")
         return user

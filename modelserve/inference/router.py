@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -33,14 +34,17 @@ _ROUTE: dict[str, Any] = {
 }
 
 
-def quota_caller(caller: CallerDep, state: StateDep) -> Caller:
+async def quota_caller(caller: CallerDep, state: StateDep) -> Caller:
     """The caller, after counting the request against their API key's quota, if it has one."""
     if caller.key_quota is not None:
-        state.limiter.hit(
-            f"quota:key:{caller.api_key_id}",
-            limit=caller.key_quota,
-            window_seconds=60,
-            message="This API key's prediction quota is used up for this minute.",
+        await anyio.to_thread.run_sync(
+            partial(
+                state.limiter.hit,
+                f"quota:key:{caller.api_key_id}",
+                limit=caller.key_quota,
+                window_seconds=60,
+                message="This API key's prediction quota is used up for this minute.",
+            )
         )
     return caller
 
