@@ -29,6 +29,7 @@ from modelserve.inference.router import router as predict_router
 from modelserve.inference.service import InferenceService
 from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
+from modelserve.protocols.v2.router import router as v2_router
 from modelserve.registry.router import router as registry_router
 from modelserve.state import AppState
 from modelserve.users.router import router as users_router
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predict_router,
         predictions_router,
         audit_router,
+        v2_router,
     )
     for router in routers:
         app.include_router(router)

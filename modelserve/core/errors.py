@@ -166,6 +166,18 @@ def error_response(
     return ORJSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
+def _respond(
+    request: Request, status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
+) -> Response:
+    if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
+        # The Open Inference Protocol reads {"error": "..."} and calls bad input a 400; the
+        # envelope's fields stay alongside.
+        status = 400 if status_code == 422 else status_code
+        content = {"error": body.message, **body.model_dump(mode="json")}
+        return ORJSONResponse(content, status_code=status, headers=headers)
+    return error_response(status_code, body, headers)
+
+
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description}
     for status, description in {
@@ -195,40 +207,41 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
     ]
 
 
-async def _app_error_handler(_: Request, exc: Exception) -> Response:
+async def _app_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, AppError)
     if exc.status_code >= 500:
         logger.error("%s: %s", exc.code, exc.message)
-    return error_response(exc.status_code, exc.to_body(), headers=exc.headers)
+    return _respond(request, exc.status_code, exc.to_body(), headers=exc.headers)
 
 
-async def _request_validation_handler(_: Request, exc: Exception) -> Response:
+async def _request_validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     details = _validation_details(exc)
     if any(d["type"] == "json_invalid" for d in details):
-        return error_response(
+        return _respond(
+            request,
             400,
             ErrorBody(code=MalformedJSON.code, message="Body is not valid JSON.", details=details),
         )
     body = ErrorBody(code=ValidationFailed.code, message="Request is invalid.", details=details)
-    return error_response(422, body)
+    return _respond(request, 422, body)
 
 
-async def _http_exception_handler(_: Request, exc: Exception) -> Response:
+async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = ErrorBody(code=code, message=str(exc.detail))
-    return error_response(exc.status_code, body, headers=exc.headers)
+    return _respond(request, exc.status_code, body, headers=exc.headers)
 
 
-async def _data_error_handler(_: Request, exc: Exception) -> Response:
+async def _data_error_handler(request: Request, exc: Exception) -> Response:
     # The database refused a value the API let through (e.g. a NUL character in text).
     body = ErrorBody(
         code="invalid_value",
         message="A value cannot be stored or looked up.",
         details={"error": type(getattr(exc, "orig", exc)).__name__},
     )
-    return error_response(422, body)
+    return _respond(request, 422, body)
 
 
 async def _unhandled_handler(_: Request, exc: Exception) -> Response:

@@ -160,6 +160,8 @@ class InferenceService:
         error: Any = None,
         n_rows: int = 0,
     ) -> None:
+        if call.protocol == "v2" and http_status == 422:
+            http_status = 400  # what the V2 client was answered
         payload = call.payload
         inputs = payload.get("instances", payload) if isinstance(payload, dict) else payload
         self.log.write(

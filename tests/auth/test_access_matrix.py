@@ -45,6 +45,7 @@ def _upload(client: TestClient, ids: dict[str, Any]) -> Any:
 
 
 PREDICT = {"instances": [iris_instance()]}
+V2_BODY = {"inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1, 1, 1, 1]}]}
 # (method, route path, minimum role, how to call it)
 MATRIX: list[tuple[str, str, Role, Call]] = [
     ("GET", "/v1/users/me", Role.USER, lambda c, i: c.get("/v1/users/me")),
@@ -113,6 +114,35 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
     ),
     ("GET", "/v1/predictions", Role.USER, lambda c, i: c.get("/v1/predictions")),
     ("GET", "/v1/audit", Role.ADMIN, lambda c, i: c.get("/v1/audit")),
+    ("GET", "/v2", Role.USER, lambda c, i: c.get("/v2")),
+    ("GET", "/v2/health/live", Role.USER, lambda c, i: c.get("/v2/health/live")),
+    ("GET", "/v2/health/ready", Role.USER, lambda c, i: c.get("/v2/health/ready")),
+    ("GET", "/v2/models/{name}", Role.USER, lambda c, i: c.get("/v2/models/iris")),
+    (
+        "GET",
+        "/v2/models/{name}/versions/{version}",
+        Role.USER,
+        lambda c, i: c.get("/v2/models/iris/versions/1"),
+    ),
+    ("GET", "/v2/models/{name}/ready", Role.USER, lambda c, i: c.get("/v2/models/iris/ready")),
+    (
+        "GET",
+        "/v2/models/{name}/versions/{version}/ready",
+        Role.USER,
+        lambda c, i: c.get("/v2/models/iris/versions/1/ready"),
+    ),
+    (
+        "POST",
+        "/v2/models/{name}/infer",
+        Role.USER,
+        lambda c, i: c.post("/v2/models/iris/infer", json=V2_BODY),
+    ),
+    (
+        "POST",
+        "/v2/models/{name}/versions/{version}/infer",
+        Role.USER,
+        lambda c, i: c.post("/v2/models/iris/versions/1/infer", json=V2_BODY),
+    ),
 ]
 IDENTITIES = ["anonymous", "disabled", "revoked", "user", "maintainer", "admin"]
 

@@ -1,0 +1,1 @@
+"""Other wire protocols, translated to and from the inference service."""

@@ -1,0 +1,181 @@
+"""Translate V2 tensors to the instances the inference service validates, and results back.
+
+Two input layouts are accepted: one input per feature (named after it, shape ``[N]`` or
+``[N, 1]``), or a single 2-D tensor ``[N, n_features]`` in schema order.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from modelserve.core.errors import BadRequest
+from modelserve.inference.predictor import PREDICT, PREDICT_PROBA, PredictionResult
+from modelserve.protocols.v2.schemas import (
+    Datatype,
+    InferenceRequest,
+    TensorInput,
+    TensorMetadata,
+    TensorOutput,
+)
+from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
+
+_INT_RANGES = {
+    "INT8": (-(2**7), 2**7 - 1),
+    "INT16": (-(2**15), 2**15 - 1),
+    "INT32": (-(2**31), 2**31 - 1),
+    "INT64": (-(2**63), 2**63 - 1),
+    "UINT8": (0, 2**8 - 1),
+    "UINT16": (0, 2**16 - 1),
+    "UINT32": (0, 2**32 - 1),
+    "UINT64": (0, 2**64 - 1),
+}
+_FEATURE_DATATYPES: dict[FeatureType, Datatype] = {
+    FeatureType.NUMBER: "FP64",
+    FeatureType.INTEGER: "INT64",
+    FeatureType.BOOLEAN: "BOOL",
+    FeatureType.CATEGORY: "BYTES",
+}
+
+
+def _flatten(data: list[Any]) -> list[Any]:
+    flat: list[Any] = []
+    stack = [iter(data)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
+            flat.append(item)
+        else:
+            stack.pop()
+    return flat
+
+
+def _check_value(tensor: TensorInput, value: Any) -> Any:
+    kind = tensor.datatype
+    if kind == "BOOL":
+        ok = isinstance(value, bool)
+    elif kind == "BYTES":
+        ok = isinstance(value, str)
+    elif kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        ok = type(value) is int and low <= value <= high
+    else:
+        ok = type(value) in (int, float) or (value is None)
+    if not ok:
+        raise BadRequest(f"Input {tensor.name!r}: {value!r} is not valid {kind} data.")
+    return value
+
+
+def tensor_values(tensor: TensorInput) -> list[Any]:
+    """The tensor's data, flat in row-major order, checked against its shape and datatype."""
+    values = _flatten(tensor.data)
+    if any(d < 0 for d in tensor.shape) or math.prod(tensor.shape) != len(values):
+        raise BadRequest(
+            f"Input {tensor.name!r}: shape {tensor.shape} does not match {len(values)} values."
+        )
+    return [_check_value(tensor, v) for v in values]
+
+
+def _as_feature(value: Any, feature_type: FeatureType) -> Any:
+    # A numeric tensor carries booleans as 0/1; anything else is left for validation to refuse.
+    if feature_type is FeatureType.BOOLEAN and type(value) in (int, float) and value in (0, 1):
+        return bool(value)
+    return value
+
+
+def to_instances(request: InferenceRequest, schema: InputSchema) -> list[dict[str, Any]]:
+    """Rows of ``{feature: value}`` for the inference service."""
+    names = schema.names
+    types = {f.name: f.type for f in schema.features}
+    inputs = request.inputs
+    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].name not in types:
+        tensor = inputs[0]
+        rows, width = tensor.shape
+        if width != len(names):
+            raise BadRequest(
+                f"Input {tensor.name!r} has {width} columns; the model takes "
+                f"{len(names)} features: {names}."
+            )
+        flat = tensor_values(tensor)
+        return [
+            {n: _as_feature(flat[r * width + c], types[n]) for c, n in enumerate(names)}
+            for r in range(rows)
+        ]
+    columns: dict[str, list[Any]] = {}
+    for tensor in inputs:
+        if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
+            raise BadRequest(f"Input {tensor.name!r}: a feature input has shape [N] or [N, 1].")
+        columns[tensor.name] = [
+            _as_feature(v, types.get(tensor.name, FeatureType.NUMBER))
+            for v in tensor_values(tensor)
+        ]
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) != 1:
+        raise BadRequest("Feature inputs have different lengths.")
+    n_rows = lengths.pop()
+    return [{name: values[row] for name, values in columns.items()} for row in range(n_rows)]
+
+
+def _label_datatype(labels: list[Any]) -> Datatype:
+    if all(isinstance(v, bool) for v in labels):
+        return "BOOL"
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
+        return "INT64"
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in labels):
+        return "FP64"
+    return "BYTES"
+
+
+def available_outputs(output: OutputSpec) -> list[str]:
+    """Output names a version offers."""
+    return [PREDICT, PREDICT_PROBA] if output.probabilities else [PREDICT]
+
+
+def output_metadata(output: OutputSpec) -> list[TensorMetadata]:
+    """Metadata of a version's outputs."""
+    labels = output.classes if output.task == "classification" else [0.0]
+    meta = [TensorMetadata(name=PREDICT, datatype=_label_datatype(list(labels or [])), shape=[-1])]
+    if output.probabilities:
+        width = len(output.classes or [])
+        meta.append(TensorMetadata(name=PREDICT_PROBA, datatype="FP64", shape=[-1, width]))
+    return meta
+
+
+def input_metadata(schema: InputSchema) -> list[TensorMetadata]:
+    """Metadata of a version's inputs, one per feature."""
+    return [
+        TensorMetadata(name=f.name, datatype=_FEATURE_DATATYPES[f.type], shape=[-1])
+        for f in schema.features
+    ]
+
+
+def to_outputs(
+    request: InferenceRequest, output: OutputSpec, result: PredictionResult
+) -> list[TensorOutput]:
+    """The requested (default: all) output tensors."""
+    offered = available_outputs(output)
+    wanted = [o.name for o in request.outputs] if request.outputs else offered
+    unknown = [name for name in wanted if name not in offered]
+    if unknown:
+        raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
+    tensors = []
+    n_rows = len(result.predictions)
+    for name in wanted:
+        if name == PREDICT:
+            datatype = _label_datatype(result.predictions)
+            tensors.append(
+                TensorOutput(
+                    name=PREDICT, shape=[n_rows], datatype=datatype, data=result.predictions
+                )
+            )
+        else:
+            labels = [str(c) for c in output.classes or []]
+            flat = [row[label] for row in result.probabilities or [] for label in labels]
+            tensors.append(
+                TensorOutput(
+                    name=PREDICT_PROBA, shape=[n_rows, len(labels)], datatype="FP64", data=flat
+                )
+            )
+    return tensors

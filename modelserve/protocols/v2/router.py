@@ -1,0 +1,210 @@
+"""Open Inference Protocol (V2) REST routes over the same inference service, callers and log."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated, Any
+
+import anyio.to_thread
+from fastapi import APIRouter, Path, Request
+from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import Response
+
+from modelserve import __version__
+from modelserve.auth.caller import Caller
+from modelserve.core import migrate
+from modelserve.core.db import MAX_ID
+from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest
+from modelserve.core.http import parse_json, read_body
+from modelserve.core.responses import ORJSONResponse
+from modelserve.deps import CallerDep, StateDep
+from modelserve.inference.router import PredictCaller
+from modelserve.inference.service import PredictCall, Target
+from modelserve.protocols.v2.codec import (
+    available_outputs,
+    input_metadata,
+    output_metadata,
+    to_instances,
+    to_outputs,
+)
+from modelserve.protocols.v2.schemas import (
+    InferenceRequest,
+    InferenceResponse,
+    Live,
+    ModelMetadata,
+    ModelReady,
+    Ready,
+    ServerMetadata,
+)
+from modelserve.registry.service import ResolvedVersion
+from modelserve.state import AppState
+
+router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
+NamePath = Annotated[str, Path(min_length=1, max_length=128)]
+VersionPath = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.get("", response_model=ServerMetadata, summary="Server metadata")
+async def server_metadata(_: CallerDep) -> ServerMetadata:
+    """Name, version and protocol extensions."""
+    return ServerMetadata(name="modelserve", version=__version__, extensions=[])
+
+
+@router.get("/health/live", response_model=Live, summary="Server live")
+async def live(_: CallerDep) -> Live:
+    """The process is up."""
+    return Live(live=True)
+
+
+@router.get(
+    "/health/ready", response_model=Ready, summary="Server ready", responses={503: {"model": Ready}}
+)
+async def ready(state: StateDep, _: CallerDep) -> Response:
+    """Ready when the database answers at the newest migration."""
+    ok = await anyio.to_thread.run_sync(_database_ready, state)
+    return ORJSONResponse({"ready": ok}, status_code=200 if ok else 503)
+
+
+def _database_ready(state: AppState) -> bool:
+    try:
+        return migrate.is_at_head(state.db.engine)
+    except SQLAlchemyError:
+        return False
+
+
+async def _resolve(state: StateDep, caller: Caller, target: Target) -> ResolvedVersion:
+    caller.require_model(target.name)
+    return await anyio.to_thread.run_sync(state.inference.resolve, target)
+
+
+def _metadata(version: ResolvedVersion) -> ModelMetadata:
+    return ModelMetadata(
+        name=version.model_name,
+        versions=[str(version.number)],
+        platform="scikit-learn",
+        inputs=input_metadata(version.input_schema),
+        outputs=output_metadata(version.output),
+    )
+
+
+@router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata")
+async def model_metadata(name: NamePath, state: StateDep, caller: CallerDep) -> ModelMetadata:
+    """Inputs (one per feature) and outputs of the version /v1 would serve."""
+    return _metadata(await _resolve(state, caller, Target(name)))
+
+
+@router.get(
+    "/models/{name}/versions/{version}",
+    response_model=ModelMetadata,
+    summary="Model version metadata",
+)
+async def version_metadata(
+    name: NamePath, version: VersionPath, state: StateDep, caller: CallerDep
+) -> ModelMetadata:
+    """Inputs and outputs of one version."""
+    return _metadata(await _resolve(state, caller, Target(name, version=version)))
+
+
+async def _ready(state: StateDep, caller: Caller, target: Target) -> Response:
+    version = await _resolve(state, caller, target)
+    try:
+        await anyio.to_thread.run_sync(state.inference.load, version, limiter=state.model_threads)
+    except AppError:
+        return ORJSONResponse({"name": version.model_name, "ready": False}, status_code=503)
+    return ORJSONResponse({"name": version.model_name, "ready": True})
+
+
+@router.get(
+    "/models/{name}/ready",
+    response_model=ModelReady,
+    summary="Model ready",
+    responses={503: {"model": ModelReady}},
+)
+async def model_ready(name: NamePath, state: StateDep, caller: CallerDep) -> Response:
+    """Whether the version /v1 would serve is loaded (loading it if needed)."""
+    return await _ready(state, caller, Target(name))
+
+
+@router.get(
+    "/models/{name}/versions/{version}/ready",
+    response_model=ModelReady,
+    summary="Model version ready",
+    responses={503: {"model": ModelReady}},
+)
+async def version_ready(
+    name: NamePath, version: VersionPath, state: StateDep, caller: CallerDep
+) -> Response:
+    """Whether one version is loaded (loading it if needed)."""
+    return await _ready(state, caller, Target(name, version=version))
+
+
+def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict[str, Any]]:
+    try:
+        request = InferenceRequest.model_validate(body)
+    except ValidationError as exc:
+        details = [{"loc": list(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        raise BadRequest("Invalid inference request.", details=details) from exc
+    offered = available_outputs(version.output)
+    unknown = [o.name for o in request.outputs or [] if o.name not in offered]
+    if unknown:
+        raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
+    return request, {"instances": to_instances(request, version.input_schema)}
+
+
+async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
+    started = time.perf_counter()
+    version = await _resolve(state, caller, Target(target.name, version=target.version))
+    target = Target(target.name, version=version.number)
+    decoded: InferenceRequest | None = None
+    payload: Any = None
+    payload_error: AppError | None = None
+    try:
+        raw = parse_json(await read_body(request, state.settings.max_body_bytes))
+        payload = raw
+        decoded, payload = _decode(raw, version)
+    except AppError as exc:
+        payload_error = exc
+    request_id = uuid.uuid4()
+    call = PredictCall(target, payload, payload_error, request_id, started, caller, "v2")
+    served = await anyio.to_thread.run_sync(
+        state.inference.predict, call, limiter=state.model_threads
+    )
+    assert decoded is not None  # a payload error was raised by predict
+    body = InferenceResponse(
+        model_name=served.version.model_name,
+        model_version=str(served.version.number),
+        id=decoded.id or str(request_id),
+        outputs=to_outputs(decoded, served.version.output, served.result),
+    )
+    return ORJSONResponse(
+        body.model_dump(exclude_none=True), headers={"X-Request-ID": str(request_id)}
+    )
+
+
+_INFER: dict[str, Any] = {
+    "response_model": InferenceResponse,
+    "openapi_extra": {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
+        }
+    },
+}
+
+
+@router.post("/models/{name}/infer", summary="Infer", **_INFER)
+async def infer(
+    name: NamePath, request: Request, state: StateDep, caller: PredictCaller
+) -> Response:
+    """Predict with the version /v1 would serve."""
+    return await _infer(request, state, caller, Target(name))
+
+
+@router.post("/models/{name}/versions/{version}/infer", summary="Infer with a version", **_INFER)
+async def infer_version(
+    name: NamePath, version: VersionPath, request: Request, state: StateDep, caller: PredictCaller
+) -> Response:
+    """Predict with one version."""
+    return await _infer(request, state, caller, Target(name, version=version))

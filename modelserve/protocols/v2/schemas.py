@@ -1,0 +1,113 @@
+"""Open Inference Protocol request and response bodies."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+Datatype = Literal[
+    "BOOL",
+    "UINT8",
+    "UINT16",
+    "UINT32",
+    "UINT64",
+    "INT8",
+    "INT16",
+    "INT32",
+    "INT64",
+    "FP16",
+    "FP32",
+    "FP64",
+    "BYTES",
+]
+
+
+class TensorInput(BaseModel):
+    """One input tensor."""
+
+    name: str = Field(min_length=1, max_length=128)
+    shape: list[int] = Field(min_length=1, max_length=8)
+    datatype: Datatype
+    parameters: dict[str, Any] | None = None
+    data: list[Any]
+
+
+class RequestedOutput(BaseModel):
+    """An output the caller wants back."""
+
+    name: str
+    parameters: dict[str, Any] | None = None
+
+
+class InferenceRequest(BaseModel):
+    """``POST .../infer`` body."""
+
+    id: str | None = Field(default=None, max_length=256)
+    parameters: dict[str, Any] | None = None
+    inputs: list[TensorInput] = Field(min_length=1)
+    outputs: list[RequestedOutput] | None = None
+
+
+class TensorOutput(BaseModel):
+    """One output tensor."""
+
+    name: str
+    shape: list[int]
+    datatype: Datatype
+    data: list[Any]
+
+
+class InferenceResponse(BaseModel):
+    """``POST .../infer`` answer."""
+
+    model_name: str
+    model_version: str
+    id: str
+    parameters: dict[str, Any] | None = None
+    outputs: list[TensorOutput]
+
+
+class TensorMetadata(BaseModel):
+    """Name, datatype and shape of a tensor (-1: any size)."""
+
+    name: str
+    datatype: Datatype
+    shape: list[int]
+
+
+class ModelMetadata(BaseModel):
+    """``GET /v2/models/{m}`` answer."""
+
+    name: str
+    versions: list[str]
+    platform: str
+    inputs: list[TensorMetadata]
+    outputs: list[TensorMetadata]
+
+
+class ServerMetadata(BaseModel):
+    """``GET /v2`` answer."""
+
+    name: str
+    version: str
+    extensions: list[str]
+
+
+class Live(BaseModel):
+    """Liveness."""
+
+    live: bool
+
+
+class Ready(BaseModel):
+    """Readiness."""
+
+    ready: bool
+
+
+class ModelReady(BaseModel):
+    """Readiness of a model."""
+
+    name: str
+    ready: bool

@@ -1,0 +1,159 @@
+"""Open Inference Protocol (V2) over HTTP: metadata, readiness, both input layouts, outputs,
+errors, and the shared log; plus a real third-party client against a real server process."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import orjson
+import pytest
+from factories import IRIS_FEATURES, fit_iris, iris_instance, iris_schema, register_iris, to_bytes
+from fastapi.testclient import TestClient
+
+ROWS = [iris_instance(0), iris_instance(100)]
+
+
+def per_feature(rows: list[dict[str, float]] = ROWS) -> list[dict[str, Any]]:
+    return [
+        {"name": n, "shape": [len(rows)], "datatype": "FP64", "data": [r[n] for r in rows]}
+        for n in IRIS_FEATURES
+    ]
+
+
+def tensor(rows: list[dict[str, float]] = ROWS) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": "input-0",
+            "shape": [len(rows), 4],
+            "datatype": "FP32",
+            "data": [[r[n] for n in IRIS_FEATURES] for r in rows],
+        }
+    ]
+
+
+def test_server_and_model_metadata(client: TestClient) -> None:
+    register_iris(client)
+    assert client.get("/v2").json()["name"] == "modelserve"
+    assert client.get("/v2/health/live").json() == {"live": True}
+    assert client.get("/v2/health/ready").json() == {"ready": True}
+    meta = client.get("/v2/models/iris").json()
+    assert meta["versions"] == ["1"]
+    assert [(i["name"], i["datatype"]) for i in meta["inputs"]] == [
+        (n, "FP64") for n in IRIS_FEATURES
+    ]
+    assert meta["outputs"] == [
+        {"name": "predict", "datatype": "BYTES", "shape": [-1]},
+        {"name": "predict_proba", "datatype": "FP64", "shape": [-1, 3]},
+    ]
+    assert client.get("/v2/models/iris/versions/1/ready").json() == {"name": "iris", "ready": True}
+    missing = client.get("/v2/models/nope")
+    assert missing.status_code == 404
+    assert missing.json()["error"]
+
+
+@pytest.mark.parametrize("inputs", [per_feature(), tensor()], ids=["per-feature", "tensor"])
+def test_infer_both_layouts(client: TestClient, inputs: list[dict[str, Any]]) -> None:
+    register_iris(client)
+    response = client.post("/v2/models/iris/infer", json={"id": "abc", "inputs": inputs})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["model_name"], body["model_version"], body["id"]) == ("iris", "1", "abc")
+    predict, proba = body["outputs"]
+    assert predict == {
+        "name": "predict",
+        "shape": [2],
+        "datatype": "BYTES",
+        "data": ["setosa", "virginica"],
+    }
+    assert proba["shape"] == [2, 3]
+    assert sum(proba["data"][:3]) == pytest.approx(1.0)
+    [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+    assert (row["protocol"], row["n_rows"], row["status"]) == ("v2", 2, "ok")
+    assert row["inputs"] == ROWS
+
+
+def test_outputs_selection_and_generated_id(client: TestClient) -> None:
+    register_iris(client)
+    body = {"inputs": per_feature(), "outputs": [{"name": "predict_proba"}]}
+    answer = client.post("/v2/models/iris/versions/1/infer", json=body).json()
+    assert [o["name"] for o in answer["outputs"]] == ["predict_proba"]
+    assert len(answer["id"]) == 36
+    unknown = client.post(
+        "/v2/models/iris/infer", json={"inputs": per_feature(), "outputs": [{"name": "logits"}]}
+    )
+    assert unknown.status_code == 400
+
+
+@pytest.mark.parametrize(
+    "inputs",
+    [
+        [{"name": "input-0", "shape": [2, 4], "datatype": "FP64", "data": [1, 2, 3]}],
+        [{"name": "input-0", "shape": [1, 3], "datatype": "FP64", "data": [1, 2, 3]}],
+        [{"name": "input-0", "shape": [1, 4], "datatype": "INT8", "data": [1, 2, 3, 300]}],
+        [{"name": "input-0", "shape": [1, 4], "datatype": "BOOL", "data": [1, 2, 3, 4]}],
+        [{"name": "input-0", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}],
+        per_feature()[:3],
+        [{"name": "input-0", "shape": [1, 4], "datatype": "FP128", "data": [1, 2, 3, 4]}],
+    ],
+    ids=[
+        "shape-mismatch",
+        "wrong-width",
+        "int8-range",
+        "bool-data",
+        "bytes-for-numbers",
+        "missing-feature",
+        "bad-datatype",
+    ],
+)
+def test_bad_input_is_400_and_logged(client: TestClient, inputs: list[dict[str, Any]]) -> None:
+    register_iris(client)
+    response = client.post("/v2/models/iris/infer", json={"inputs": inputs})
+    assert response.status_code == 400, response.text
+    assert isinstance(response.json()["error"], str)
+    [row] = client.get("/v1/predictions").json()["data"]
+    assert (row["protocol"], row["http_status"], row["status"]) == ("v2", 400, "invalid")
+
+
+def test_v2_needs_a_caller(anon: TestClient, client: TestClient) -> None:
+    register_iris(client)
+    response = anon.post("/v2/models/iris/infer", json={"inputs": per_feature()})
+    assert response.status_code == 401
+    assert response.json()["error"]
+
+
+def test_tritonclient_against_a_real_server(server: tuple[str, dict[str, str]]) -> None:
+    import httpx
+    import tritonclient.http as triton
+
+    base, auth = server
+    meta = {"name": "iris", "input_schema": iris_schema(), "alias": "production"}
+    created = httpx.post(
+        f"{base}/v1/models",
+        headers=auth,
+        timeout=30,
+        data={"metadata": orjson.dumps(meta).decode()},
+        files={"file": ("m.skops", to_bytes(fit_iris(), "skops"))},
+    )
+    assert created.status_code == 201, created.text
+    client = triton.InferenceServerClient(base.removeprefix("http://"))
+    assert client.is_server_live(headers=auth)
+    assert client.is_model_ready("iris", headers=auth)
+    metadata = client.get_model_metadata("iris", headers=auth)
+    assert [i["name"] for i in metadata["inputs"]] == IRIS_FEATURES
+    matrix = np.array([[r[n] for n in IRIS_FEATURES] for r in ROWS], dtype=np.float64)
+    tensor_input = triton.InferInput("input-0", list(matrix.shape), "FP64")
+    tensor_input.set_data_from_numpy(matrix, binary_data=False)
+    outputs = [
+        triton.InferRequestedOutput("predict", binary_data=False),
+        triton.InferRequestedOutput("predict_proba", binary_data=False),
+    ]
+    result = client.infer("iris", [tensor_input], outputs=outputs, headers=auth, request_id="req-1")
+    assert result.get_response()["id"] == "req-1"
+    labels = [
+        label.decode() if isinstance(label, bytes) else label
+        for label in result.as_numpy("predict").tolist()
+    ]
+    assert labels == ["setosa", "virginica"]
+    assert result.as_numpy("predict_proba").shape == (2, 3)
+    client.close()
