@@ -122,7 +122,64 @@ def test_v2_needs_a_caller(anon: TestClient, client: TestClient) -> None:
     assert response.json()["error"]
 
 
-def test_tritonclient_against_a_real_server(server: tuple[str, dict[str, str]]) -> None:
+def test_binary_tensor_extension(client: TestClient) -> None:
+    import struct
+
+    register_iris(client)
+    matrix = np.array([[r[n] for n in IRIS_FEATURES] for r in ROWS], dtype="<f4").tobytes()
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "x",
+                    "shape": [2, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(matrix)},
+                }
+            ],
+            "outputs": [
+                {"name": "predict", "parameters": {"binary_data": True}},
+                {"name": "predict_proba"},
+            ],
+        }
+    )
+    response = client.post(
+        "/v2/models/iris/infer",
+        content=header + matrix,
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert response.status_code == 200, response.text
+    size = int(response.headers["inference-header-content-length"])
+    meta = orjson.loads(response.content[:size])
+    predict, proba = meta["outputs"]
+    assert "data" not in predict
+    assert len(proba["data"]) == 6
+    blob = response.content[size:]
+    assert len(blob) == predict["parameters"]["binary_data_size"]
+    labels, offset = [], 0
+    while offset < len(blob):
+        (length,) = struct.unpack_from("<I", blob, offset)
+        labels.append(blob[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    assert labels == ["setosa", "virginica"]
+    bad = client.post(
+        "/v2/models/iris/infer",
+        content=header + matrix[:-3],
+        headers={"Inference-Header-Content-Length": str(len(header))},
+    )
+    assert bad.status_code == 400
+    nonsense = client.post(
+        "/v2/models/iris/infer",
+        content=header,
+        headers={"Inference-Header-Content-Length": "99999"},
+    )
+    assert nonsense.status_code == 400
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_tritonclient_against_a_real_server(
+    server: tuple[str, dict[str, str]], binary: bool
+) -> None:
     import httpx
     import tritonclient.http as triton
 
@@ -143,10 +200,10 @@ def test_tritonclient_against_a_real_server(server: tuple[str, dict[str, str]]) 
     assert [i["name"] for i in metadata["inputs"]] == IRIS_FEATURES
     matrix = np.array([[r[n] for n in IRIS_FEATURES] for r in ROWS], dtype=np.float64)
     tensor_input = triton.InferInput("input-0", list(matrix.shape), "FP64")
-    tensor_input.set_data_from_numpy(matrix, binary_data=False)
+    tensor_input.set_data_from_numpy(matrix, binary_data=binary)
     outputs = [
-        triton.InferRequestedOutput("predict", binary_data=False),
-        triton.InferRequestedOutput("predict_proba", binary_data=False),
+        triton.InferRequestedOutput("predict", binary_data=binary),
+        triton.InferRequestedOutput("predict_proba", binary_data=binary),
     ]
     result = client.infer("iris", [tensor_input], outputs=outputs, headers=auth, request_id="req-1")
     assert result.get_response()["id"] == "req-1"

@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
+import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
@@ -22,6 +23,7 @@ from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import CallerDep, StateDep
 from modelserve.inference.router import PredictCaller
 from modelserve.inference.service import PredictCall, Target
+from modelserve.protocols.v2 import binary
 from modelserve.protocols.v2.codec import (
     available_outputs,
     input_metadata,
@@ -49,7 +51,7 @@ VersionPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(_: CallerDep) -> ServerMetadata:
     """Name, version and protocol extensions."""
-    return ServerMetadata(name="modelserve", version=__version__, extensions=[])
+    return ServerMetadata(name="modelserve", version=__version__, extensions=["binary_tensor_data"])
 
 
 @router.get("/health/live", response_model=Live, summary="Server live")
@@ -161,7 +163,7 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
     payload: Any = None
     payload_error: AppError | None = None
     try:
-        raw = parse_json(await read_body(request, state.settings.max_body_bytes))
+        raw = _parse(await read_body(request, state.settings.max_body_bytes), request)
         payload = raw
         decoded, payload = _decode(raw, version)
     except AppError as exc:
@@ -178,13 +180,51 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
         id=decoded.id or str(request_id),
         outputs=to_outputs(decoded, served.version.output, served.result),
     )
-    return ORJSONResponse(
-        body.model_dump(exclude_none=True), headers={"X-Request-ID": str(request_id)}
+    return _render(body, decoded, {"X-Request-ID": str(request_id)})
+
+
+def _parse(body: bytes, request: Request) -> Any:
+    header_length = request.headers.get(binary.HEADER)
+    if header_length is None:
+        return parse_json(body)
+    json_part, blob = binary.split(body, header_length)
+    return binary.attach_inputs(parse_json(json_part), blob)
+
+
+def _wants_binary(decoded: InferenceRequest, name: str) -> bool:
+    for requested in decoded.outputs or []:
+        if requested.name == name and requested.parameters:
+            return bool(requested.parameters.get("binary_data", False))
+    return bool((decoded.parameters or {}).get("binary_data_output", False))
+
+
+def _render(
+    body: InferenceResponse, decoded: InferenceRequest, headers: dict[str, str]
+) -> Response:
+    blobs = []
+    for tensor in body.outputs:
+        if _wants_binary(decoded, tensor.name):
+            blob = binary.encode(tensor.datatype, tensor.data or [])
+            tensor.parameters = {"binary_data_size": len(blob)}
+            tensor.data = None
+            blobs.append(blob)
+    content = orjson.dumps(body.model_dump(exclude_none=True))
+    if not blobs:
+        return Response(content, media_type="application/json", headers=headers)
+    headers = headers | {"Inference-Header-Content-Length": str(len(content))}
+    return Response(
+        content + b"".join(blobs), media_type="application/octet-stream", headers=headers
     )
 
 
 _INFER: dict[str, Any] = {
     "response_model": InferenceResponse,
+    "responses": {
+        200: {
+            "content": {"application/octet-stream": {}},
+            "description": "JSON, or JSON followed by binary tensors (binary extension)",
+        }
+    },
     "openapi_extra": {
         "requestBody": {
             "required": True,

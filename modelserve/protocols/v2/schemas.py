@@ -50,12 +50,13 @@ class InferenceRequest(BaseModel):
 
 
 class TensorOutput(BaseModel):
-    """One output tensor."""
+    """One output tensor (its data in ``data``, or after the JSON with the binary extension)."""
 
     name: str
     shape: list[int]
     datatype: Datatype
-    data: list[Any]
+    parameters: dict[str, Any] | None = None
+    data: list[Any] | None = None
 
 
 class InferenceResponse(BaseModel):
