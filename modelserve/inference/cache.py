@@ -59,6 +59,11 @@ class ModelCache:
         with self._lock:
             return version_id in self._entries
 
+    def evict(self, version_id: int) -> bool:
+        """Forget one version; whether it was loaded."""
+        with self._lock:
+            return self._entries.pop(version_id, None) is not None
+
     def clear(self) -> None:
         """Forget every loaded version."""
         with self._lock:

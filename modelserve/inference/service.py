@@ -19,6 +19,7 @@ from modelserve.inference.validation import CompiledValidator
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.loaders import ArtifactFormat, load_artifact
+from modelserve.registry.schemas import ModelsPublic
 from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
 
 
@@ -94,6 +95,11 @@ class InferenceService:
             return RegistryService(session).resolve(
                 target.name, version=target.version, alias=target.alias
             )
+
+    def registry_listing(self) -> ModelsPublic:
+        """Every registered model (for protocol indexes)."""
+        with self.db.sessions() as session:
+            return RegistryService(session).list_models()
 
     def load(self, version: ResolvedVersion) -> LoadedVersion:
         """The cached loaded version, loading (and checking its sha256) on first use."""

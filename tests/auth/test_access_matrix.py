@@ -143,6 +143,19 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
         Role.USER,
         lambda c, i: c.post("/v2/models/iris/versions/1/infer", json=V2_BODY),
     ),
+    ("POST", "/v2/repository/index", Role.USER, lambda c, i: c.post("/v2/repository/index")),
+    (
+        "POST",
+        "/v2/repository/models/{name}/load",
+        Role.MAINTAINER,
+        lambda c, i: c.post("/v2/repository/models/iris/load"),
+    ),
+    (
+        "POST",
+        "/v2/repository/models/{name}/unload",
+        Role.MAINTAINER,
+        lambda c, i: c.post("/v2/repository/models/iris/unload"),
+    ),
 ]
 IDENTITIES = ["anonymous", "disabled", "revoked", "user", "maintainer", "admin"]
 

@@ -214,3 +214,21 @@ def test_tritonclient_against_a_real_server(
     assert labels == ["setosa", "virginica"]
     assert result.as_numpy("predict_proba").shape == (2, 3)
     client.close()
+
+
+def test_model_repository_extension(client: TestClient) -> None:
+    register_iris(client)
+    register_iris(client, name="other")
+    state = client.app.state.modelserve  # type: ignore[attr-defined]
+    index = client.post("/v2/repository/index", json={}).json()
+    assert {(m["name"], m["state"]) for m in index} == {
+        ("iris", "UNAVAILABLE"),
+        ("other", "UNAVAILABLE"),
+    }
+    assert client.post("/v2/repository/models/iris/load").status_code == 200
+    assert state.cache.loads == 1
+    ready = client.post("/v2/repository/index", json={"ready": True}).json()
+    assert [(m["name"], m["version"]) for m in ready] == [("iris", "1")]
+    assert client.post("/v2/repository/models/iris/unload").status_code == 200
+    assert client.post("/v2/repository/index", json={"ready": True}).json() == []
+    assert client.post("/v2/repository/models/nope/load").status_code == 404

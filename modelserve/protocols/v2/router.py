@@ -20,7 +20,7 @@ from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import CallerDep, StateDep
+from modelserve.deps import CallerDep, MaintainerDep, StateDep
 from modelserve.inference.router import PredictCaller
 from modelserve.inference.service import PredictCall, Target
 from modelserve.protocols.v2 import binary
@@ -38,6 +38,8 @@ from modelserve.protocols.v2.schemas import (
     ModelMetadata,
     ModelReady,
     Ready,
+    RepositoryIndexRequest,
+    RepositoryModel,
     ServerMetadata,
 )
 from modelserve.registry.service import ResolvedVersion
@@ -51,7 +53,11 @@ VersionPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 @router.get("", response_model=ServerMetadata, summary="Server metadata")
 async def server_metadata(_: CallerDep) -> ServerMetadata:
     """Name, version and protocol extensions."""
-    return ServerMetadata(name="modelserve", version=__version__, extensions=["binary_tensor_data"])
+    return ServerMetadata(
+        name="modelserve",
+        version=__version__,
+        extensions=["binary_tensor_data", "model_repository"],
+    )
 
 
 @router.get("/health/live", response_model=Live, summary="Server live")
@@ -248,3 +254,53 @@ async def infer_version(
 ) -> Response:
     """Predict with one version."""
     return await _infer(request, state, caller, Target(name, version=version))
+
+
+@router.post("/repository/index", response_model=list[RepositoryModel], summary="Repository index")
+async def repository_index(
+    state: StateDep, caller: CallerDep, body: RepositoryIndexRequest | None = None
+) -> list[RepositoryModel]:
+    """Every model's default version and whether this process has it loaded."""
+    models = await anyio.to_thread.run_sync(_default_versions, state)
+    index = [
+        RepositoryModel(
+            name=v.model_name,
+            version=str(v.number),
+            state="READY" if v.version_id in state.cache else "UNAVAILABLE",
+            reason="" if v.version_id in state.cache else "not loaded",
+        )
+        for v in models
+        if caller.may_use_model(v.model_name)
+    ]
+    if body is not None and body.ready is not None:
+        index = [m for m in index if (m.state == "READY") == body.ready]
+    return index
+
+
+def _default_versions(state: AppState) -> list[ResolvedVersion]:
+    names = [m.name for m in state.inference.registry_listing().data]
+    found = []
+    for name in names:
+        try:
+            found.append(state.inference.resolve(Target(name)))
+        except AppError:
+            continue  # a model without versions has nothing to serve
+    return found
+
+
+@router.post("/repository/models/{name}/load", summary="Load a model")
+async def repository_load(name: NamePath, state: StateDep, caller: MaintainerDep) -> dict[str, str]:
+    """Load the default version into this process (a no-op when loaded)."""
+    version = await _resolve(state, caller, Target(name))
+    await anyio.to_thread.run_sync(state.inference.load, version, limiter=state.model_threads)
+    return {}
+
+
+@router.post("/repository/models/{name}/unload", summary="Unload a model")
+async def repository_unload(
+    name: NamePath, state: StateDep, caller: MaintainerDep
+) -> dict[str, str]:
+    """Drop the default version from this process's cache (the next request reloads it)."""
+    version = await _resolve(state, caller, Target(name))
+    state.cache.evict(version.version_id)
+    return {}

@@ -107,6 +107,21 @@ class Ready(BaseModel):
     ready: bool
 
 
+class RepositoryIndexRequest(BaseModel):
+    """``POST /v2/repository/index`` body."""
+
+    ready: bool | None = Field(default=None, description="Only models (not) loaded here.")
+
+
+class RepositoryModel(BaseModel):
+    """A model in the repository index, as this process sees it."""
+
+    name: str
+    version: str
+    state: Literal["READY", "UNAVAILABLE"]
+    reason: str = ""
+
+
 class ModelReady(BaseModel):
     """Readiness of a model."""
 
