@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Annotated
 
 import anyio.to_thread
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Path, Request, Security
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
@@ -25,6 +25,9 @@ async def get_state(request: Request) -> AppState:
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
+
+ModelNamePath = Annotated[str, Path(min_length=1, max_length=128)]
+"""A model name in a route path."""
 
 
 def get_session(state: StateDep) -> Iterator[Session]:

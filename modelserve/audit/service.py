@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from modelserve.audit.models import AuditEvent
 from modelserve.audit.schemas import AuditEventPublic, AuditPage
 from modelserve.core.db import Database
-from modelserve.predictions.service import decode_cursor, encode_cursor
+from modelserve.core.pagination import decode_cursor, encode_cursor
 
 
 @dataclass(frozen=True)

@@ -79,7 +79,6 @@ class _KeyState:
     id: int
     user_id: int
     prefix: str
-    key_hash: str
     models: frozenset[str] | None
     quota: int | None
     expires_at: datetime | None
@@ -210,7 +209,6 @@ class Authenticator:
                 id=row.id,
                 user_id=row.user_id,
                 prefix=row.prefix,
-                key_hash=row.key_hash,
                 models=frozenset(row.models) if row.models is not None else None,
                 quota=row.quota_per_minute,
                 expires_at=row.expires_at,

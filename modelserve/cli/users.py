@@ -16,7 +16,7 @@ from modelserve.auth.keys import ApiKeyService
 from modelserve.auth.schemas import ApiKeyCreate
 from modelserve.cli.common import out, transaction
 from modelserve.core.clock import utcnow
-from modelserve.core.errors import ValidationFailed
+from modelserve.core.errors import ValidationFailed, validation_problems
 from modelserve.users.models import Role
 from modelserve.users.schemas import UserCreate, UserUpdate
 from modelserve.users.service import UserService
@@ -37,8 +37,7 @@ def _validated(model: type[M], **values: object) -> M:
     try:
         return model(**values)
     except ValidationError as exc:
-        details = [{"loc": list(e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        raise ValidationFailed("Invalid input.", details=details) from exc
+        raise ValidationFailed("Invalid input.", details=validation_problems(exc)) from exc
 
 
 @app.command("create")

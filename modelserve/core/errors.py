@@ -22,12 +22,12 @@ FastAPI's own validation errors, unknown routes and crashes) into ``ErrorBody`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
@@ -166,15 +166,19 @@ def error_response(
     return ORJSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
 
 
+def v2_status(status_code: int) -> int:
+    """What the Open Inference Protocol answers for ``status_code``: bad input is a 400 there."""
+    return 400 if status_code == 422 else status_code
+
+
 def _respond(
     request: Request, status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
 ) -> Response:
     if request.url.path == "/v2" or request.url.path.startswith("/v2/"):
         # The Open Inference Protocol reads {"error": "..."} and calls bad input a 400; the
         # envelope's fields stay alongside.
-        status = 400 if status_code == 422 else status_code
         content = {"error": body.message, **body.model_dump(mode="json")}
-        return ORJSONResponse(content, status_code=status, headers=headers)
+        return ORJSONResponse(content, status_code=v2_status(status_code), headers=headers)
     return error_response(status_code, body, headers)
 
 
@@ -196,10 +200,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 """Responses every router declares, so the envelope appears in the OpenAPI schema."""
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
+def validation_problems(
+    exc: ValidationError | RequestValidationError, prefix: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """Pydantic's errors as ``{"loc", "message", "type"}`` items, ``loc`` under ``prefix``."""
     return [
         {
-            "loc": [str(part) for part in err.get("loc", ())],
+            "loc": [*prefix, *(str(part) for part in err.get("loc", ()))],
             "message": err.get("msg", ""),
             "type": err.get("type", ""),
         }
@@ -216,7 +223,7 @@ async def _app_error_handler(request: Request, exc: Exception) -> Response:
 
 async def _request_validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    details = _validation_details(exc)
+    details = validation_problems(exc)
     if any(d["type"] == "json_invalid" for d in details):
         return _respond(
             request,

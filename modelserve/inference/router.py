@@ -16,13 +16,12 @@ from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import CallerDep, StateDep
+from modelserve.deps import CallerDep, ModelNamePath, StateDep
 from modelserve.inference.schemas import PredictRequest, PredictResponse
 from modelserve.inference.service import PredictCall, Target
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
 
-NamePath = Annotated[str, Path(min_length=1, max_length=128)]
 _ROUTE: dict[str, Any] = {
     "response_model": PredictResponse,
     "openapi_extra": {
@@ -79,7 +78,7 @@ async def _predict(request: Request, state: StateDep, caller: Caller, target: Ta
 
 @router.post("/{name}/predict", summary="Predict with the default version", **_ROUTE)
 async def predict_default(
-    name: NamePath, request: Request, state: StateDep, caller: PredictCaller
+    name: ModelNamePath, request: Request, state: StateDep, caller: PredictCaller
 ) -> Response:
     """Predict with the ``production`` alias if set, else the latest version."""
     return await _predict(request, state, caller, Target(name))
@@ -87,7 +86,7 @@ async def predict_default(
 
 @router.post("/{name}/versions/{version}/predict", summary="Predict with a version", **_ROUTE)
 async def predict_version(
-    name: NamePath,
+    name: ModelNamePath,
     version: Annotated[int, Path(ge=1, le=MAX_ID)],
     request: Request,
     state: StateDep,
@@ -99,7 +98,7 @@ async def predict_version(
 
 @router.post("/{name}/aliases/{alias}/predict", summary="Predict with an alias", **_ROUTE)
 async def predict_alias(
-    name: NamePath,
+    name: ModelNamePath,
     alias: Annotated[str, Path(min_length=1, max_length=64)],
     request: Request,
     state: StateDep,

@@ -12,7 +12,7 @@ from modelserve.auth.caller import Caller
 from modelserve.config import Settings
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
-from modelserve.core.errors import AppError, ArtifactIntegrityError
+from modelserve.core.errors import AppError, ArtifactIntegrityError, v2_status
 from modelserve.inference.cache import LoadedVersion, ModelCache
 from modelserve.inference.predictor import PredictionResult, Predictor
 from modelserve.inference.validation import CompiledValidator
@@ -166,8 +166,8 @@ class InferenceService:
         error: Any = None,
         n_rows: int = 0,
     ) -> None:
-        if call.protocol == "v2" and http_status == 422:
-            http_status = 400  # what the V2 client was answered
+        if call.protocol == "v2":
+            http_status = v2_status(http_status)  # what the client was answered
         payload = call.payload
         inputs = payload.get("instances", payload) if isinstance(payload, dict) else payload
         self.log.write(

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-from datetime import datetime
-
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from modelserve.core.db import Database
-from modelserve.core.errors import ModelUnavailable, NotFound, ValidationFailed
+from modelserve.core.errors import ModelUnavailable, NotFound
+from modelserve.core.pagination import decode_cursor, encode_cursor
 from modelserve.predictions.repository import PredictionRepository
 from modelserve.predictions.schemas import PredictionPublic, PredictionRecord, PredictionsPage
 from modelserve.registry.repository import RegistryRepository
@@ -33,27 +30,6 @@ class PredictionLog:
                 "The prediction could not be logged; nothing was served.",
                 details={"error": type(exc).__name__},
             ) from exc
-
-
-def encode_cursor(created_at: datetime, row_id: int) -> str:
-    """An opaque cursor for the row after which the next page starts."""
-    raw = f"{created_at.isoformat()}|{row_id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> tuple[datetime, int]:
-    """Inverse of ``encode_cursor``; ValidationFailed on anything else."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        stamp, row_id = raw.split("|")
-        created_at = datetime.fromisoformat(stamp)
-        if created_at.tzinfo is None:
-            raise ValueError("naive cursor time")
-        return created_at, int(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise ValidationFailed(
-            "Invalid cursor.", details=[{"loc": ["query", "cursor"], "message": str(exc)}]
-        ) from exc
 
 
 class PredictionQueryService:

@@ -9,8 +9,13 @@ from fastapi import APIRouter, File, Form, Path, UploadFile
 from pydantic import ValidationError
 
 from modelserve.core.db import MAX_ID
-from modelserve.core.errors import ERROR_RESPONSES, BadRequest, ValidationFailed
-from modelserve.deps import ActorDep, CallerDep, MaintainerDep, SessionDep
+from modelserve.core.errors import (
+    ERROR_RESPONSES,
+    BadRequest,
+    ValidationFailed,
+    validation_problems,
+)
+from modelserve.deps import ActorDep, CallerDep, MaintainerDep, ModelNamePath, SessionDep
 from modelserve.registry.schemas import (
     AliasPublic,
     AliasUpdate,
@@ -23,7 +28,6 @@ from modelserve.registry.service import RegistryService
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
-NamePath = Annotated[str, Path(min_length=1, max_length=128)]
 AliasPath = Annotated[
     str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 ]
@@ -49,9 +53,7 @@ def register_model(
     except orjson.JSONDecodeError as exc:
         raise BadRequest("'metadata' is not valid JSON.", details={"error": str(exc)}) from exc
     except ValidationError as exc:
-        details = [
-            {"loc": ["metadata", *map(str, e["loc"])], "message": e["msg"]} for e in exc.errors()
-        ]
+        details = validation_problems(exc, prefix=["metadata"])
         raise ValidationFailed("Invalid registration metadata.", details=details) from exc
     caller.require_model(meta.name)
     data = file.file.read()
@@ -59,7 +61,7 @@ def register_model(
 
 
 @router.get("/{name}", response_model=ModelPublic, summary="Show a model")
-def get_model(name: NamePath, caller: CallerDep, session: SessionDep) -> ModelPublic:
+def get_model(name: ModelNamePath, caller: CallerDep, session: SessionDep) -> ModelPublic:
     """A model and all its versions."""
     caller.require_model(name)
     return RegistryService(session).get_model(name)
@@ -67,7 +69,7 @@ def get_model(name: NamePath, caller: CallerDep, session: SessionDep) -> ModelPu
 
 @router.get("/{name}/versions/{version}", response_model=VersionPublic, summary="Show a version")
 def get_version(
-    name: NamePath,
+    name: ModelNamePath,
     version: Annotated[int, Path(ge=1, le=MAX_ID)],
     caller: CallerDep,
     session: SessionDep,
@@ -79,7 +81,7 @@ def get_version(
 
 @router.put("/{name}/aliases/{alias}", response_model=AliasPublic, summary="Move an alias")
 def set_alias(
-    name: NamePath,
+    name: ModelNamePath,
     alias: AliasPath,
     body: AliasUpdate,
     caller: MaintainerDep,

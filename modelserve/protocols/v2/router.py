@@ -17,10 +17,10 @@ from modelserve import __version__
 from modelserve.auth.caller import Caller
 from modelserve.core import migrate
 from modelserve.core.db import MAX_ID
-from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest
+from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import CallerDep, MaintainerDep, StateDep
+from modelserve.deps import CallerDep, MaintainerDep, ModelNamePath, StateDep
 from modelserve.inference.router import PredictCaller
 from modelserve.inference.service import PredictCall, Target
 from modelserve.protocols.v2 import binary
@@ -46,7 +46,6 @@ from modelserve.registry.service import ResolvedVersion
 from modelserve.state import AppState
 
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
-NamePath = Annotated[str, Path(min_length=1, max_length=128)]
 VersionPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -98,7 +97,7 @@ def _metadata(version: ResolvedVersion) -> ModelMetadata:
 
 
 @router.get("/models/{name}", response_model=ModelMetadata, summary="Model metadata")
-async def model_metadata(name: NamePath, state: StateDep, caller: CallerDep) -> ModelMetadata:
+async def model_metadata(name: ModelNamePath, state: StateDep, caller: CallerDep) -> ModelMetadata:
     """Inputs (one per feature) and outputs of the version /v1 would serve."""
     return _metadata(await _resolve(state, caller, Target(name)))
 
@@ -109,7 +108,7 @@ async def model_metadata(name: NamePath, state: StateDep, caller: CallerDep) -> 
     summary="Model version metadata",
 )
 async def version_metadata(
-    name: NamePath, version: VersionPath, state: StateDep, caller: CallerDep
+    name: ModelNamePath, version: VersionPath, state: StateDep, caller: CallerDep
 ) -> ModelMetadata:
     """Inputs and outputs of one version."""
     return _metadata(await _resolve(state, caller, Target(name, version=version)))
@@ -130,7 +129,7 @@ async def _ready(state: StateDep, caller: Caller, target: Target) -> Response:
     summary="Model ready",
     responses={503: {"model": ModelReady}},
 )
-async def model_ready(name: NamePath, state: StateDep, caller: CallerDep) -> Response:
+async def model_ready(name: ModelNamePath, state: StateDep, caller: CallerDep) -> Response:
     """Whether the version /v1 would serve is loaded (loading it if needed)."""
     return await _ready(state, caller, Target(name))
 
@@ -142,7 +141,7 @@ async def model_ready(name: NamePath, state: StateDep, caller: CallerDep) -> Res
     responses={503: {"model": ModelReady}},
 )
 async def version_ready(
-    name: NamePath, version: VersionPath, state: StateDep, caller: CallerDep
+    name: ModelNamePath, version: VersionPath, state: StateDep, caller: CallerDep
 ) -> Response:
     """Whether one version is loaded (loading it if needed)."""
     return await _ready(state, caller, Target(name, version=version))
@@ -152,7 +151,7 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
     try:
         request = InferenceRequest.model_validate(body)
     except ValidationError as exc:
-        details = [{"loc": list(map(str, e["loc"])), "message": e["msg"]} for e in exc.errors()]
+        details = validation_problems(exc)
         raise BadRequest("Invalid inference request.", details=details) from exc
     offered = available_outputs(version.output)
     unknown = [o.name for o in request.outputs or [] if o.name not in offered]
@@ -163,7 +162,7 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
 
 async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
     started = time.perf_counter()
-    version = await _resolve(state, caller, Target(target.name, version=target.version))
+    version = await _resolve(state, caller, target)
     target = Target(target.name, version=version.number)
     decoded: InferenceRequest | None = None
     payload: Any = None
@@ -242,7 +241,7 @@ _INFER: dict[str, Any] = {
 
 @router.post("/models/{name}/infer", summary="Infer", **_INFER)
 async def infer(
-    name: NamePath, request: Request, state: StateDep, caller: PredictCaller
+    name: ModelNamePath, request: Request, state: StateDep, caller: PredictCaller
 ) -> Response:
     """Predict with the version /v1 would serve."""
     return await _infer(request, state, caller, Target(name))
@@ -250,7 +249,11 @@ async def infer(
 
 @router.post("/models/{name}/versions/{version}/infer", summary="Infer with a version", **_INFER)
 async def infer_version(
-    name: NamePath, version: VersionPath, request: Request, state: StateDep, caller: PredictCaller
+    name: ModelNamePath,
+    version: VersionPath,
+    request: Request,
+    state: StateDep,
+    caller: PredictCaller,
 ) -> Response:
     """Predict with one version."""
     return await _infer(request, state, caller, Target(name, version=version))
@@ -289,7 +292,9 @@ def _default_versions(state: AppState) -> list[ResolvedVersion]:
 
 
 @router.post("/repository/models/{name}/load", summary="Load a model")
-async def repository_load(name: NamePath, state: StateDep, caller: MaintainerDep) -> dict[str, str]:
+async def repository_load(
+    name: ModelNamePath, state: StateDep, caller: MaintainerDep
+) -> dict[str, str]:
     """Load the default version into this process (a no-op when loaded)."""
     version = await _resolve(state, caller, Target(name))
     await anyio.to_thread.run_sync(state.inference.load, version, limiter=state.model_threads)
@@ -298,7 +303,7 @@ async def repository_load(name: NamePath, state: StateDep, caller: MaintainerDep
 
 @router.post("/repository/models/{name}/unload", summary="Unload a model")
 async def repository_unload(
-    name: NamePath, state: StateDep, caller: MaintainerDep
+    name: ModelNamePath, state: StateDep, caller: MaintainerDep
 ) -> dict[str, str]:
     """Drop the default version from this process's cache (the next request reloads it)."""
     version = await _resolve(state, caller, Target(name))
