@@ -50,6 +50,8 @@ class PredictCall:
     started: float
     caller: Caller | None = None
     protocol: str = "v1"
+    resolved: ResolvedVersion | None = None
+    """The version, when the transport already resolved it (no second lookup)."""
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ class InferenceService:
 
     def predict(self, call: PredictCall) -> Served:
         """Serve one request and log it, success or failure."""
-        version = self.resolve(call.target)
+        version = call.resolved or self.resolve(call.target)
         try:
             if call.payload_error is not None:
                 raise call.payload_error

@@ -174,7 +174,9 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
     except AppError as exc:
         payload_error = exc
     request_id = uuid.uuid4()
-    call = PredictCall(target, payload, payload_error, request_id, started, caller, "v2")
+    call = PredictCall(
+        target, payload, payload_error, request_id, started, caller, "v2", resolved=version
+    )
     served = await anyio.to_thread.run_sync(
         state.inference.predict, call, limiter=state.model_threads
     )
