@@ -27,6 +27,10 @@ from modelserve.health.router import router as health_router
 from modelserve.inference.cache import ModelCache
 from modelserve.inference.router import router as predict_router
 from modelserve.inference.service import InferenceService
+from modelserve.inference.shadow import ShadowRunner
+from modelserve.lifecycle.router import router as lifecycle_router
+from modelserve.lifecycle.service import LifecycleService, LifecycleSettings
+from modelserve.lifecycle.watcher import RegistryWatcher
 from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
 from modelserve.protocols.v2.router import router as v2_router
@@ -41,6 +45,16 @@ def open_state(settings: Settings) -> AppState:
     db = Database(settings.resolved_database_url, pool_size=settings.inference_threads + 4)
     cache = ModelCache(settings.model_cache_size)
     inference = InferenceService(db, cache, PredictionLog(db), settings)
+    inference.shadows = ShadowRunner(inference)
+    watcher = RegistryWatcher(
+        db,
+        inference.routes,
+        inference.warm,
+        is_loaded=cache.__contains__,
+        poll_seconds=settings.registry_poll_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+        warm_limit=settings.model_cache_size,
+    )
     signer = TokenSigner(
         load_secret_key(settings),
         issuer=settings.jwt_issuer,
@@ -57,6 +71,8 @@ def open_state(settings: Settings) -> AppState:
         authenticator=Authenticator(db, signer, settings.auth_cache_seconds),
         auth=AuthContext(db=db, signer=signer, limiter=limiter, settings=settings),
         limiter=limiter,
+        watcher=watcher,
+        lifecycle=LifecycleService(db, inference.warm, LifecycleSettings.of(settings)),
     )
 
 
@@ -68,9 +84,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = open_state(settings)
         app.state.modelserve = state
+        # Versions behind aliases are loaded and probed before the first request is accepted.
+        await anyio.to_thread.run_sync(state.watcher.start)
         try:
             yield
         finally:
+            await anyio.to_thread.run_sync(state.watcher.stop)
+            if state.inference.shadows is not None:
+                await anyio.to_thread.run_sync(state.inference.shadows.close)
             state.db.dispose()
 
     docs = settings.docs_enabled
@@ -104,6 +125,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         auth_router,
         users_router,
         registry_router,
+        lifecycle_router,
         predict_router,
         predictions_router,
         audit_router,

@@ -61,6 +61,28 @@ class Settings(BaseSettings):
         description="How long a process trusts what it read about a user or key (the bound on "
         "how fast disabling, revoking or a role change takes effect everywhere).",
     )
+    registry_poll_seconds: float = Field(
+        default=0.25,
+        gt=0,
+        le=5,
+        description="How often a process checks the registry for changes (PostgreSQL also "
+        "pushes them with NOTIFY; this is then only the fallback).",
+    )
+    warmup_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="How long an alias move or traffic change waits for every live server "
+        "process to load and probe the version before giving up (nothing moves then).",
+    )
+    heartbeat_seconds: float = Field(
+        default=1.0, gt=0, le=30, description="How often a server process says it is alive."
+    )
+    instance_ttl_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="A server process silent this long is presumed gone: moves stop waiting "
+        "for it.",
+    )
     login_limit_per_user: int = Field(default=10, ge=1, description="Attempts per window.")
     login_limit_per_address: int = Field(default=30, ge=1, description="Attempts per window.")
     login_window_seconds: int = Field(default=60, ge=1)

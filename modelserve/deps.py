@@ -29,6 +29,11 @@ StateDep = Annotated[AppState, Depends(get_state)]
 ModelNamePath = Annotated[str, Path(min_length=1, max_length=128)]
 """A model name in a route path."""
 
+AliasPath = Annotated[
+    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+]
+"""An alias name in a route path."""
+
 
 def get_session(state: StateDep) -> Iterator[Session]:
     """One session per request, committed when the endpoint returns, rolled back if it raises."""

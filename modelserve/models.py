@@ -3,6 +3,13 @@
 from modelserve.audit.models import AuditEvent
 from modelserve.auth.models import ApiKey, LoginSession, RateCounter, RefreshToken
 from modelserve.core.db import Base
+from modelserve.lifecycle.models import (
+    RegistryState,
+    ServerInstance,
+    TrafficPolicy,
+    VersionReadiness,
+    WarmupRequest,
+)
 from modelserve.predictions.models import Prediction
 from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion
 from modelserve.users.models import User
@@ -20,6 +27,11 @@ __all__ = [
     "Prediction",
     "RateCounter",
     "RefreshToken",
+    "RegistryState",
+    "ServerInstance",
+    "TrafficPolicy",
     "User",
+    "VersionReadiness",
+    "WarmupRequest",
     "metadata",
 ]

@@ -13,6 +13,8 @@ from modelserve.config import Settings
 from modelserve.core.db import Database
 from modelserve.inference.cache import ModelCache
 from modelserve.inference.service import InferenceService
+from modelserve.lifecycle.service import LifecycleService
+from modelserve.lifecycle.watcher import RegistryWatcher
 
 
 @dataclass
@@ -27,3 +29,5 @@ class AppState:
     authenticator: Authenticator
     auth: AuthContext
     limiter: RateLimiter
+    watcher: RegistryWatcher
+    lifecycle: LifecycleService

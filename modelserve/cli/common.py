@@ -15,6 +15,10 @@ from modelserve.config import Settings
 from modelserve.core import migrate
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
+from modelserve.inference.cache import ModelCache
+from modelserve.inference.service import InferenceService
+from modelserve.lifecycle.service import LifecycleService, LifecycleSettings
+from modelserve.predictions.service import PredictionLog
 
 PIPED_WIDTH = 160
 
@@ -52,6 +56,19 @@ def transaction(settings: Settings | None = None) -> Iterator[Session]:
     try:
         with db.transaction() as session:
             yield session
+    finally:
+        db.dispose()
+
+
+@contextmanager
+def lifecycle(settings: Settings | None = None) -> Iterator[LifecycleService]:
+    """Alias moves and traffic changes from the command line: the version is loaded and probed
+    here first, then in every live server process, before anything moves."""
+    settings = settings or load_settings()
+    db = open_database(settings)
+    inference = InferenceService(db, ModelCache(4), PredictionLog(db), settings)
+    try:
+        yield LifecycleService(db, inference.warm, LifecycleSettings.of(settings))
     finally:
         db.dispose()
 

@@ -1,4 +1,4 @@
-"""``modelserve models``: list, show, register, alias."""
+"""``modelserve models``: list, show, register, alias, rollback, traffic."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from modelserve.cli.common import err, out, transaction
+from modelserve.cli.common import err, lifecycle, out, transaction
 from modelserve.core.errors import ValidationFailed
+from modelserve.lifecycle.schemas import CanarySpec, ShadowSpec, TrafficUpdate
 from modelserve.registry.environment import server_sklearn_version
-from modelserve.registry.schemas import InputSchema, RegistrationMetadata, VersionPublic
-from modelserve.registry.service import RegistryService
+from modelserve.registry.schemas import (
+    AliasPublic,
+    InputSchema,
+    RegistrationMetadata,
+    VersionPublic,
+)
+from modelserve.registry.service import DEFAULT_ALIAS, RegistryService
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True)
 
@@ -131,12 +137,71 @@ def register(
         version = RegistryService(session).register(file.read_bytes(), meta, filename=file.name)
     out().print("[green]registered[/]")
     print_version(version)
+    if alias:
+        move_alias(name, alias, version.version)
+
+
+def move_alias(name: str, alias: str, number: int) -> None:
+    """Move an alias once the version is warm everywhere, and say so."""
+    with lifecycle() as service:
+        moved = service.move_alias(name, alias, number)
+    _print_move(moved)
+
+
+def _print_move(moved: AliasPublic) -> None:
+    before = f" (was v{moved.previous_version})" if moved.previous_version else ""
+    out().print(f"[green]{moved.model}@{moved.alias} -> v{moved.version}[/]{before}")
 
 
 @app.command("alias")
 def alias(name: str, alias: str, version: int) -> None:
-    """Point ALIAS of model NAME at VERSION."""
-    with transaction() as session:
-        moved = RegistryService(session).set_alias(name, alias, version)
-    before = f" (was v{moved.previous_version})" if moved.previous_version else ""
-    out().print(f"[green]{name}@{alias} -> v{moved.version}[/]{before}")
+    """Point ALIAS of model NAME at VERSION, once it is loaded and has answered a probe in every
+    live server process (the alias stays put if it fails anywhere)."""
+    move_alias(name, alias, version)
+
+
+AliasOption = Annotated[str, typer.Option(help="The alias to act on.")]
+
+
+@app.command("rollback")
+def rollback(name: str, alias: AliasOption = DEFAULT_ALIAS) -> None:
+    """Move ALIAS back to the version it pointed at before its last move (from the audit
+    trail), after the same warm-up as any move."""
+    with lifecycle() as service:
+        moved = service.rollback(name, alias)
+    _print_move(moved)
+
+
+@app.command("traffic")
+def traffic(
+    name: str,
+    alias: AliasOption = DEFAULT_ALIAS,
+    canary: Annotated[int | None, typer.Option(help="Version taking a share of callers.")] = None,
+    percent: Annotated[
+        float, typer.Option(min=0, max=100, help="Share of callers (sticky) for the canary.")
+    ] = 10.0,
+    shadow: Annotated[
+        int | None, typer.Option(help="Version run on a copy of every request, only logged.")
+    ] = None,
+    clear: Annotated[bool, typer.Option(help="Remove the alias's canary and shadow.")] = False,
+) -> None:
+    """Show, set or clear the traffic policy (canary, shadow) of one alias of model NAME."""
+    with lifecycle() as service:
+        if clear or canary is not None or shadow is not None:
+            try:
+                update = TrafficUpdate(
+                    alias=alias,
+                    canary=CanarySpec(version=canary, percent=percent) if canary else None,
+                    shadow=ShadowSpec(version=shadow) if shadow else None,
+                )
+            except ValidationError as exc:
+                raise ValidationFailed("Invalid traffic options.", details=str(exc)) from exc
+            policy = service.set_traffic(name, update)
+        else:
+            policy = service.get_traffic(name, alias)
+    line = f"[bold]{name}@{policy.alias}[/] -> v{policy.version}"
+    if policy.canary:
+        line += f"; canary v{policy.canary.version} for {policy.canary.percent:g}% of callers"
+    if policy.shadow:
+        line += f"; shadow v{policy.shadow.version}"
+    out().print(line)

@@ -15,6 +15,7 @@ from modelserve.audit.service import CLI_ACTOR
 from modelserve.auth.keys import ApiKeyService
 from modelserve.auth.schemas import ApiKeyCreate
 from modelserve.cli.common import load_settings, open_database, out, transaction
+from modelserve.cli.models import move_alias
 from modelserve.cli.train import run_training
 from modelserve.config import Settings
 from modelserve.core.errors import NotFound
@@ -86,6 +87,7 @@ def ensure_demo_model(settings: Settings) -> None:
         trained = run_training(job)
         with db.transaction() as session:
             version = register_trained(session, job, trained)
+        move_alias(version.model, "production", version.version)
         out().print(f"[green]registered {version.model} v{version.version} as production[/]")
     finally:
         db.dispose()

@@ -10,7 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from modelserve.cli.common import out, transaction
-from modelserve.cli.models import print_version
+from modelserve.cli.models import move_alias, print_version
 from modelserve.training.pipeline import Algorithm, TrainedModel
 from modelserve.training.service import TrainingJob, fit, register_trained
 
@@ -80,3 +80,5 @@ def train(
         version = register_trained(session, job, trained)
     out().print("[green]registered[/]")
     print_version(version)
+    if alias:
+        move_alias(name, alias, version.version)

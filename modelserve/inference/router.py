@@ -18,7 +18,8 @@ from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import CallerDep, ModelNamePath, StateDep
 from modelserve.inference.schemas import PredictRequest, PredictResponse
-from modelserve.inference.service import PredictCall, Target
+from modelserve.inference.service import PredictCall
+from modelserve.lifecycle.routing import Target
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
 

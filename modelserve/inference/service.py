@@ -6,7 +6,7 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from modelserve.auth.caller import Caller
 from modelserve.config import Settings
@@ -16,11 +16,16 @@ from modelserve.core.errors import AppError, ArtifactIntegrityError, v2_status
 from modelserve.inference.cache import LoadedVersion, ModelCache
 from modelserve.inference.predictor import PredictionResult, Predictor
 from modelserve.inference.validation import CompiledValidator
+from modelserve.lifecycle.routing import RouteTable, Target, Variant
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.loaders import ArtifactFormat, load_artifact
+from modelserve.registry.probe import probe_instances
 from modelserve.registry.schemas import ModelsPublic
 from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
+
+if TYPE_CHECKING:
+    from modelserve.inference.shadow import ShadowRunner
 
 
 class InferenceFailed(AppError):
@@ -31,12 +36,12 @@ class InferenceFailed(AppError):
 
 
 @dataclass(frozen=True)
-class Target:
-    """Which version a request asks for: a number, an alias, or neither (the default)."""
+class Choice:
+    """The version serving one request, how it was picked, and the shadow to run beside it."""
 
-    name: str
-    version: int | None = None
-    alias: str | None = None
+    version: ResolvedVersion
+    variant: Variant = "primary"
+    shadow: ResolvedVersion | None = None
 
 
 @dataclass(frozen=True)
@@ -50,8 +55,8 @@ class PredictCall:
     started: float
     caller: Caller | None = None
     protocol: str = "v1"
-    resolved: ResolvedVersion | None = None
-    """The version, when the transport already resolved it (no second lookup)."""
+    choice: Choice | None = None
+    """The version, when the transport already chose it (no second lookup)."""
 
 
 @dataclass(frozen=True)
@@ -90,13 +95,21 @@ class InferenceService:
         self.cache = cache
         self.log = log
         self.settings = settings
+        self.routes = RouteTable(db)
+        self.shadows: ShadowRunner | None = None
+        """Runs shadow versions off the request path; without one, shadows are skipped."""
 
     def resolve(self, target: Target) -> ResolvedVersion:
-        """The version serving ``target`` (NotFound when there is none)."""
-        with self.db.sessions() as session:
-            return RegistryService(session).resolve(
-                target.name, version=target.version, alias=target.alias
-            )
+        """The version ``target`` names, before any traffic policy (NotFound when none)."""
+        return self.routes.route(target).primary
+
+    def choose(self, target: Target, caller: Caller | None) -> Choice:
+        """The version serving this caller: the alias's canary for a sticky share of callers,
+        else the target's version; plus the alias's shadow, if any."""
+        route = self.routes.route(target)
+        key = f"user:{caller.user_id}" if caller else "anonymous"
+        version, variant = route.pick(key)
+        return Choice(version, variant, route.shadow)
 
     def registry_listing(self) -> ModelsPublic:
         """Every registered model (for protocol indexes)."""
@@ -125,9 +138,31 @@ class InferenceService:
             predictor=Predictor(loaded.estimator, version.input_schema, version.output),
         )
 
+    def warm(self, version: ResolvedVersion) -> None:
+        """Load ``version`` and have it answer a probe prediction (so its first request is not
+        slow); raises AppError when it cannot."""
+        loaded = self.load(version)
+        batch = loaded.validator.validate({"instances": probe_instances(version.input_schema)})
+        try:
+            loaded.predictor.predict(batch)
+        except AppError:
+            raise
+        except Exception as exc:
+            raise InferenceFailed(
+                "The model failed its probe prediction.",
+                details={"error": f"{type(exc).__name__}: {exc}"},
+            ) from exc
+
     def predict(self, call: PredictCall) -> Served:
-        """Serve one request and log it, success or failure."""
-        version = call.resolved or self.resolve(call.target)
+        """Serve one request and log it, success or failure; then hand a copy to the shadow."""
+        choice = call.choice or self.choose(call.target, call.caller)
+        served = self.serve(call, choice.version, choice.variant)
+        if choice.shadow is not None and self.shadows is not None:
+            self.shadows.submit(call, choice.shadow)
+        return served
+
+    def serve(self, call: PredictCall, version: ResolvedVersion, variant: Variant) -> Served:
+        """Predict with one version and log the outcome as ``variant``."""
         try:
             if call.payload_error is not None:
                 raise call.payload_error
@@ -146,6 +181,7 @@ class InferenceService:
             self._log(
                 call,
                 version,
+                variant,
                 status=_status_of(exc),
                 http_status=exc.status_code,
                 error=exc.to_body().model_dump(),
@@ -154,13 +190,22 @@ class InferenceService:
         outputs: dict[str, Any] = {"predictions": result.predictions}
         if result.probabilities is not None:
             outputs["probabilities"] = result.probabilities
-        self._log(call, version, status="ok", http_status=200, outputs=outputs, n_rows=batch.n_rows)
+        self._log(
+            call,
+            version,
+            variant,
+            status="ok",
+            http_status=200,
+            outputs=outputs,
+            n_rows=batch.n_rows,
+        )
         return Served(version=version, result=result)
 
     def _log(
         self,
         call: PredictCall,
         version: ResolvedVersion,
+        variant: Variant,
         *,
         status: PredictionStatus,
         http_status: int,
@@ -189,5 +234,6 @@ class InferenceService:
                 outputs=outputs,
                 error=loggable(error),
                 created_at=utcnow(),
+                variant=variant,
             )
         )

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Uuid
+from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, UniqueConstraint, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelserve.core.clock import utcnow
@@ -22,10 +22,11 @@ class Prediction(Base):
     __table_args__ = (
         Index("ix_predictions_model_created", "model_id", "created_at", "id"),
         Index("ix_predictions_created", "created_at", "id"),
+        UniqueConstraint("request_id", "variant"),
     )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    request_id: Mapped[uuid.UUID] = mapped_column(Uuid(), unique=True)
+    request_id: Mapped[uuid.UUID] = mapped_column(Uuid())
     model_id: Mapped[int] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"))
     model_version_id: Mapped[int] = mapped_column(
         ForeignKey("model_versions.id", ondelete="CASCADE"), index=True
@@ -38,6 +39,9 @@ class Prediction(Base):
     )
     caller: Mapped[str | None] = mapped_column(String(100), nullable=True)
     protocol: Mapped[str] = mapped_column(String(16), default="v1")
+    variant: Mapped[str] = mapped_column(String(16), default="primary", server_default="primary")
+    """primary, canary (a traffic policy sent the request to another version) or shadow (a
+    copy of the request, never answered)."""
     status: Mapped[str] = mapped_column(String(16))
     http_status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)

@@ -31,6 +31,7 @@ class PredictionRecord:
     outputs: Any
     error: Any
     created_at: datetime
+    variant: str = "primary"
 
 
 class PredictionPublic(BaseModel):
@@ -43,6 +44,11 @@ class PredictionPublic(BaseModel):
     user_id: int | None = Field(description="Null once the user is deleted.")
     caller: str | None = Field(description="Username (and key prefix) at the time.")
     protocol: str
+    variant: Literal["primary", "canary", "shadow"] = Field(
+        description="primary; canary when a traffic policy chose another version; shadow for a "
+        "copy of a request run on a shadow version (never answered)."
+    )
+    shadow: bool = Field(description="Whether this was a shadow run.")
     status: PredictionStatus
     http_status: int
     latency_ms: float

@@ -60,6 +60,8 @@ class PredictionQueryService:
                 user_id=p.user_id,
                 caller=p.caller,
                 protocol=p.protocol,
+                variant=p.variant,
+                shadow=p.variant == "shadow",
                 status=p.status,
                 http_status=p.http_status,
                 latency_ms=p.latency_ms,

@@ -68,6 +68,14 @@ class RegistryRepository:
         )
         return self.session.scalars(statement).one_or_none()
 
+    def version_by_id(self, version_id: int) -> ModelVersion | None:
+        """A version by its id."""
+        return self.session.get(ModelVersion, version_id)
+
+    def model_by_id(self, model_id: int) -> Model | None:
+        """A model by its id."""
+        return self.session.get(Model, model_id)
+
     def add_version(self, version: ModelVersion, content: bytes) -> ModelVersion:
         """Store a version and its artifact bytes."""
         self.session.add(version)

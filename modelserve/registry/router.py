@@ -15,7 +15,15 @@ from modelserve.core.errors import (
     ValidationFailed,
     validation_problems,
 )
-from modelserve.deps import ActorDep, CallerDep, MaintainerDep, ModelNamePath, SessionDep
+from modelserve.deps import (
+    ActorDep,
+    AliasPath,
+    CallerDep,
+    MaintainerDep,
+    ModelNamePath,
+    SessionDep,
+    StateDep,
+)
 from modelserve.registry.schemas import (
     AliasPublic,
     AliasUpdate,
@@ -28,10 +36,6 @@ from modelserve.registry.service import RegistryService
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
-AliasPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-]
-
 
 @router.get("", response_model=ModelsPublic, summary="List models")
 def list_models(caller: CallerDep, session: SessionDep) -> ModelsPublic:
@@ -43,11 +47,13 @@ def list_models(caller: CallerDep, session: SessionDep) -> ModelsPublic:
 def register_model(
     caller: MaintainerDep,
     actor: ActorDep,
-    session: SessionDep,
+    state: StateDep,
     file: Annotated[UploadFile, File(description="The artifact: skops, joblib or pickle.")],
     metadata: Annotated[str, Form(description="RegistrationMetadata as a JSON string.")],
 ) -> VersionPublic:
-    """Register a new version from an uploaded artifact and its JSON metadata."""
+    """Register a new version from an uploaded artifact and its JSON metadata. With an
+    ``alias``, the alias moves once the version is warm in every server process; if that fails
+    the version stays registered and the error says why the alias did not move."""
     try:
         meta = RegistrationMetadata.model_validate(orjson.loads(metadata))
     except orjson.JSONDecodeError as exc:
@@ -57,7 +63,14 @@ def register_model(
         raise ValidationFailed("Invalid registration metadata.", details=details) from exc
     caller.require_model(meta.name)
     data = file.file.read()
-    return RegistryService(session).register(data, meta, actor=actor, filename=file.filename)
+    # Committed before the alias moves: other processes can only warm a stored version.
+    with state.db.transaction() as session:
+        version = RegistryService(session).register(data, meta, actor=actor, filename=file.filename)
+    if meta.alias is None:
+        return version
+    state.lifecycle.move_alias(meta.name, meta.alias, version.version, actor)
+    with state.db.sessions() as session:
+        return RegistryService(session).get_version(meta.name, version.version)
 
 
 @router.get("/{name}", response_model=ModelPublic, summary="Show a model")
@@ -86,8 +99,10 @@ def set_alias(
     body: AliasUpdate,
     caller: MaintainerDep,
     actor: ActorDep,
-    session: SessionDep,
+    state: StateDep,
 ) -> AliasPublic:
-    """Point an alias at a version (creating the alias if needed)."""
+    """Point an alias at a version (creating the alias if needed). Answers once the version
+    is loaded and has answered a probe in every live server process; if it fails anywhere the
+    alias stays where it was (409 ``warmup_failed``)."""
     caller.require_model(name)
-    return RegistryService(session).set_alias(name, alias, body.version, actor)
+    return state.lifecycle.move_alias(name, alias, body.version, actor)

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from modelserve.audit.service import CLI_ACTOR, Actor, record
 from modelserve.core.errors import InvalidArtifact, NotFound
+from modelserve.lifecycle.changes import announce
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
 from modelserve.registry.loaders import ArtifactFormat, detect_format, load_artifact
@@ -59,6 +60,19 @@ class ResolvedVersion:
     output: OutputSpec
 
 
+def _resolved(model: Model, row: ModelVersion) -> ResolvedVersion:
+    return ResolvedVersion(
+        model_id=model.id,
+        model_name=model.name,
+        version_id=row.id,
+        number=row.number,
+        format=row.format,
+        sha256=row.sha256,
+        input_schema=InputSchema.model_validate(row.input_schema),
+        output=OutputSpec.model_validate(row.output),
+    )
+
+
 def sha256_hex(data: bytes) -> str:
     """Hex sha256 of ``data``."""
     return hashlib.sha256(data).hexdigest()
@@ -103,6 +117,7 @@ class RegistryService:
             description=meta.description,
         )
         self.repo.add_version(version, data)
+        announce(self.session)  # the new version may now be a model's default
         record(
             self.session,
             "model.registered",
@@ -112,9 +127,6 @@ class RegistryService:
             sha256=version.sha256,
             format=fmt,
         )
-        if meta.alias:
-            previous = self.repo.set_alias(model.id, meta.alias, version.id)
-            self._audit_alias(actor, model, meta.alias, version.id, previous)
         return self._version_public(model, version)
 
     @staticmethod
@@ -185,6 +197,7 @@ class RegistryService:
         model = self._model(name)
         version = self._version(model, number)
         previous_id = self.repo.set_alias(model.id, alias, version.id)
+        announce(self.session)
         previous = self._audit_alias(actor, model, alias, version.id, previous_id)
         return AliasPublic(model=name, alias=alias, version=number, previous_version=previous)
 
@@ -222,16 +235,16 @@ class RegistryService:
             if found is None:
                 raise NotFound(f"Model {name!r} has no versions.")
             row = found
-        return ResolvedVersion(
-            model_id=model.id,
-            model_name=model.name,
-            version_id=row.id,
-            number=row.number,
-            format=row.format,
-            sha256=row.sha256,
-            input_schema=InputSchema.model_validate(row.input_schema),
-            output=OutputSpec.model_validate(row.output),
-        )
+        return _resolved(model, row)
+
+    def resolve_id(self, version_id: int) -> ResolvedVersion:
+        """A version by its id."""
+        row = self.repo.version_by_id(version_id)
+        if row is None:
+            raise NotFound(f"Version id {version_id} not found.")
+        model = self.repo.model_by_id(row.model_id)
+        assert model is not None  # the foreign key guarantees it
+        return _resolved(model, row)
 
     def artifact(self, version_id: int) -> bytes:
         """The stored bytes of a version."""

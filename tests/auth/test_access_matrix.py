@@ -96,6 +96,25 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
     ),
     (
         "POST",
+        "/v1/models/{name}/aliases/{alias}/rollback",
+        Role.MAINTAINER,
+        lambda c, i: c.post("/v1/models/iris/aliases/production/rollback"),
+    ),
+    ("GET", "/v1/models/{name}/traffic", Role.USER, lambda c, i: c.get("/v1/models/iris/traffic")),
+    (
+        "PUT",
+        "/v1/models/{name}/traffic",
+        Role.MAINTAINER,
+        lambda c, i: c.put("/v1/models/iris/traffic", json={"shadow": {"version": 1}}),
+    ),
+    (
+        "GET",
+        "/v1/models/{name}/compare",
+        Role.MAINTAINER,
+        lambda c, i: c.get("/v1/models/iris/compare?a=1&b=1"),
+    ),
+    (
+        "POST",
         "/v1/models/{name}/predict",
         Role.USER,
         lambda c, i: c.post("/v1/models/iris/predict", json=PREDICT),
@@ -164,6 +183,7 @@ IDENTITIES = ["anonymous", "disabled", "revoked", "user", "maintainer", "admin"]
 def world(client: TestClient, db: Database) -> dict[str, Any]:
     """Keys for every identity, a registered model and things to act on."""
     register_iris(client, alias="production")
+    register_iris(client, alias="production")  # so production can be rolled back (and forth)
     keys: dict[str, str | None] = {"anonymous": None}
     for role in (Role.USER, Role.MAINTAINER, Role.ADMIN):
         keys[role.value] = create_key(db, create_user(db, f"the-{role.value}", role))

@@ -228,6 +228,8 @@ def test_tampered_artifact_refused_at_load(client: TestClient, db: Database) -> 
     )
     with db.transaction() as session:
         session.execute(update(ModelArtifact).values(content=tampered))
+    # Registration warmed it; unloading makes the next request load it again.
+    assert client.post("/v2/repository/models/iris/unload").status_code == 200
     response = client.post("/v1/models/iris/predict", json={"instances": [iris_instance()]})
     assert response.status_code == 503
     assert response.json()["code"] == "artifact_integrity_error"

@@ -22,7 +22,8 @@ from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import CallerDep, MaintainerDep, ModelNamePath, StateDep
 from modelserve.inference.router import PredictCaller
-from modelserve.inference.service import PredictCall, Target
+from modelserve.inference.service import PredictCall
+from modelserve.lifecycle.routing import Target
 from modelserve.protocols.v2 import binary
 from modelserve.protocols.v2.codec import (
     available_outputs,
@@ -162,8 +163,9 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
 
 async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
     started = time.perf_counter()
-    version = await _resolve(state, caller, target)
-    target = Target(target.name, version=version.number)
+    caller.require_model(target.name)
+    choice = await anyio.to_thread.run_sync(state.inference.choose, target, caller)
+    version = choice.version
     decoded: InferenceRequest | None = None
     payload: Any = None
     payload_error: AppError | None = None
@@ -175,7 +177,7 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
         payload_error = exc
     request_id = uuid.uuid4()
     call = PredictCall(
-        target, payload, payload_error, request_id, started, caller, "v2", resolved=version
+        target, payload, payload_error, request_id, started, caller, "v2", choice=choice
     )
     served = await anyio.to_thread.run_sync(
         state.inference.predict, call, limiter=state.model_threads

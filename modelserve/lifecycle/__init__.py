@@ -1,0 +1,1 @@
+"""Live model lifecycle: change notification, warm-up, traffic policies, rollback."""
