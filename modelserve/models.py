@@ -11,7 +11,7 @@ from modelserve.lifecycle.models import (
     WarmupRequest,
 )
 from modelserve.predictions.models import Prediction
-from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion
+from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion, OnnxTwin
 from modelserve.users.models import User
 
 metadata = Base.metadata
@@ -24,6 +24,7 @@ __all__ = [
     "ModelAlias",
     "ModelArtifact",
     "ModelVersion",
+    "OnnxTwin",
     "Prediction",
     "RateCounter",
     "RefreshToken",

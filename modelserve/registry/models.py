@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from modelserve.core.clock import utcnow
@@ -20,6 +29,12 @@ class Model(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    runtime: Mapped[str] = mapped_column(String(16), default="sklearn", server_default="sklearn")
+    """sklearn, or onnx: versions with a verified ONNX twin are served by ONNX Runtime."""
+    batch_max_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """Adaptive batching: most rows merged into one model call (null: batching off)."""
+    batch_max_wait_ms: Mapped[float | None] = mapped_column(Float, nullable=True)
+    """Adaptive batching: longest a request waits for others to join its batch."""
 
     versions: Mapped[list[ModelVersion]] = relationship(
         back_populates="model", lazy="raise", order_by="ModelVersion.number"
@@ -58,6 +73,21 @@ class ModelArtifact(Base):
         ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
     )
     content: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class OnnxTwin(Base):
+    """An ONNX conversion of a version, kept only if it matched scikit-learn at registration."""
+
+    __tablename__ = "model_onnx_twins"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+    max_abs_diff: Mapped[float] = mapped_column(Float)
+    """Largest difference from scikit-learn's outputs on the verification sample."""
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class ModelAlias(Base):

@@ -30,6 +30,7 @@ from modelserve.registry.schemas import (
     ModelPublic,
     ModelsPublic,
     RegistrationMetadata,
+    ServingSettings,
     VersionPublic,
 )
 from modelserve.registry.service import RegistryService
@@ -106,3 +107,17 @@ def set_alias(
     alias stays where it was (409 ``warmup_failed``)."""
     caller.require_model(name)
     return state.lifecycle.move_alias(name, alias, body.version, actor)
+
+
+@router.put("/{name}/serving", response_model=ServingSettings, summary="Set serving settings")
+def set_serving(
+    name: ModelNamePath,
+    body: ServingSettings,
+    caller: MaintainerDep,
+    actor: ActorDep,
+    session: SessionDep,
+) -> ServingSettings:
+    """Choose the runtime (scikit-learn, or ONNX Runtime for versions with a verified ONNX
+    twin) and adaptive batching (off when ``batching`` is null) for every version of a model."""
+    caller.require_model(name)
+    return RegistryService(session).set_serving(name, body, actor)

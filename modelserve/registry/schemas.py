@@ -105,11 +105,39 @@ class VersionPublic(BaseModel):
     created_at: datetime
 
 
+class BatchingSettings(BaseModel):
+    """Adaptive batching: concurrent requests for one version merged into one model call."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_batch_size: int = Field(ge=2, le=10_000, description="Most rows in one model call.")
+    max_wait_ms: float = Field(
+        gt=0, le=1000, description="Longest a request waits for others to join its batch."
+    )
+
+
+Runtime = Literal["sklearn", "onnx"]
+
+
+class ServingSettings(BaseModel):
+    """How a model's versions are run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    runtime: Runtime = Field(
+        default="sklearn",
+        description="onnx: versions with a verified ONNX twin run on ONNX Runtime (others stay "
+        "on scikit-learn).",
+    )
+    batching: BatchingSettings | None = Field(default=None, description="Null: batching off.")
+
+
 class ModelPublic(BaseModel):
     """A model as the API shows it."""
 
     name: str
     created_at: datetime
+    serving: ServingSettings = Field(default_factory=ServingSettings)
     latest_version: int | None
     aliases: dict[str, int] = Field(description="Alias name -> version number.")
     versions: list[VersionPublic] = Field(default_factory=list)

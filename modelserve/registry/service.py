@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -21,11 +21,14 @@ from modelserve.registry.models import Model, ModelVersion
 from modelserve.registry.repository import RegistryRepository
 from modelserve.registry.schemas import (
     AliasPublic,
+    BatchingSettings,
     InputSchema,
     ModelPublic,
     ModelsPublic,
     OutputSpec,
     RegistrationMetadata,
+    Runtime,
+    ServingSettings,
     VersionPublic,
 )
 
@@ -58,6 +61,18 @@ class ResolvedVersion:
     sha256: str
     input_schema: InputSchema
     output: OutputSpec
+    serving: ServingSettings = field(default_factory=ServingSettings)
+    """The model's serving settings when this was resolved."""
+
+
+def serving_settings(model: Model) -> ServingSettings:
+    """A model's serving settings from its row."""
+    batching = None
+    if model.batch_max_size is not None and model.batch_max_wait_ms is not None:
+        batching = BatchingSettings(
+            max_batch_size=model.batch_max_size, max_wait_ms=model.batch_max_wait_ms
+        )
+    return ServingSettings(runtime=cast(Runtime, model.runtime), batching=batching)
 
 
 def _resolved(model: Model, row: ModelVersion) -> ResolvedVersion:
@@ -70,6 +85,7 @@ def _resolved(model: Model, row: ModelVersion) -> ResolvedVersion:
         sha256=row.sha256,
         input_schema=InputSchema.model_validate(row.input_schema),
         output=OutputSpec.model_validate(row.output),
+        serving=serving_settings(model),
     )
 
 
@@ -164,6 +180,7 @@ class RegistryService:
             ModelPublic(
                 name=m.name,
                 created_at=m.created_at,
+                serving=serving_settings(m),
                 latest_version=latest.get(m.id),
                 aliases=aliases.get(m.id, {}),
             )
@@ -180,6 +197,7 @@ class RegistryService:
         return ModelPublic(
             name=model.name,
             created_at=model.created_at,
+            serving=serving_settings(model),
             latest_version=versions[-1].version if versions else None,
             aliases=aliases,
             versions=versions,
@@ -200,6 +218,25 @@ class RegistryService:
         announce(self.session)
         previous = self._audit_alias(actor, model, alias, version.id, previous_id)
         return AliasPublic(model=name, alias=alias, version=number, previous_version=previous)
+
+    def set_serving(
+        self, name: str, serving: ServingSettings, actor: Actor = CLI_ACTOR
+    ) -> ServingSettings:
+        """Change how a model's versions run (runtime, batching); every process follows."""
+        model = self._model(name)
+        model.runtime = serving.runtime
+        model.batch_max_size = serving.batching.max_batch_size if serving.batching else None
+        model.batch_max_wait_ms = serving.batching.max_wait_ms if serving.batching else None
+        self.session.flush()
+        announce(self.session)
+        record(
+            self.session,
+            "model.serving_set",
+            actor,
+            f"model:{model.name}",
+            **serving.model_dump(mode="json"),
+        )
+        return serving_settings(model)
 
     def _audit_alias(
         self, actor: Actor, model: Model, alias: str, version_id: int, previous_id: int | None

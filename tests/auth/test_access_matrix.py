@@ -100,6 +100,12 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
         Role.MAINTAINER,
         lambda c, i: c.post("/v1/models/iris/aliases/production/rollback"),
     ),
+    (
+        "PUT",
+        "/v1/models/{name}/serving",
+        Role.MAINTAINER,
+        lambda c, i: c.put("/v1/models/iris/serving", json={"runtime": "sklearn"}),
+    ),
     ("GET", "/v1/models/{name}/traffic", Role.USER, lambda c, i: c.get("/v1/models/iris/traffic")),
     (
         "PUT",

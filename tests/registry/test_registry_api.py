@@ -60,6 +60,7 @@ def test_versions_number_up_and_list_show(client: TestClient) -> None:
         "aliases": {"staging": 2},
         "versions": [],
         "created_at": None,
+        "serving": {"runtime": "sklearn", "batching": None},
     }
     shown = client.get("/v1/models/iris").json()
     assert [v["version"] for v in shown["versions"]] == [1, 2]
@@ -207,3 +208,21 @@ def test_format_from_extension_then_bytes(client: TestClient) -> None:
     wrong = register(client, "iris", plain, iris_schema(), filename="model.skops")
     assert wrong.status_code == 422
     assert wrong.json()["code"] == "invalid_artifact"
+
+
+def test_serving_settings_round_trip_and_validation(client: TestClient) -> None:
+    register_iris(client)
+    body = {"runtime": "onnx", "batching": {"max_batch_size": 32, "max_wait_ms": 2.5}}
+    response = client.put("/v1/models/iris/serving", json=body)
+    assert response.status_code == 200, response.text
+    assert response.json() == body
+    assert client.get("/v1/models/iris").json()["serving"] == body
+    off = client.put("/v1/models/iris/serving", json={"runtime": "sklearn"}).json()
+    assert off == {"runtime": "sklearn", "batching": None}
+    bad = client.put("/v1/models/iris/serving", json={"runtime": "tensorrt"})
+    assert bad.status_code == 422
+    too_small = {"batching": {"max_batch_size": 1, "max_wait_ms": 1}}
+    assert client.put("/v1/models/iris/serving", json=too_small).status_code == 422
+    assert client.put("/v1/models/nope/serving", json={}).status_code == 404
+    events = client.get("/v1/audit", params={"action": "model.serving_set"}).json()["data"]
+    assert len(events) == 2
