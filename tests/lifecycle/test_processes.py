@@ -1,0 +1,182 @@
+"""Two real server processes on one database: registrations and alias moves reach both within a
+second, under load, with no failed request, and a moved-to version is warm everywhere first."""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+from factories import (
+    IRIS_FEATURES,
+    create_key,
+    create_user,
+    fit_iris,
+    iris_frame,
+    iris_instance,
+    iris_schema,
+    to_bytes,
+)
+from processes import running_server
+from sklearn.linear_model import LogisticRegression
+
+from modelserve.core.db import Database
+from modelserve.users.models import Role
+
+pytestmark = pytest.mark.slow
+PROPAGATION_BOUND_SECONDS = 1.0  # the issue's promise for every process sharing the database
+
+
+@dataclass
+class Cluster:
+    """Two server processes on one database, and an admin key."""
+
+    a: str
+    b: str
+    headers: dict[str, str]
+
+
+@pytest.fixture
+def cluster(database_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    db = Database(database_url, pool_size=1)
+    key = create_key(db, create_user(db, "ops", Role.ADMIN))
+    db.dispose()
+    env = {"secret_key": secrets.token_urlsafe(32)}
+    with ExitStack() as stack:
+        a, _ = stack.enter_context(running_server(database_url, tmp_path / "a", **env))
+        b, _ = stack.enter_context(running_server(database_url, tmp_path / "b", **env))
+        yield Cluster(a, b, {"X-API-Key": key})
+
+
+def register(
+    base: str, headers: dict[str, str], estimator: Any, name: str = "iris", **meta: Any
+) -> Any:
+    metadata = orjson.dumps({"name": name, "input_schema": iris_schema(), **meta}).decode()
+    response = httpx.post(
+        f"{base}/v1/models",
+        headers=headers,
+        files={"file": ("m.skops", to_bytes(estimator, "skops"))},
+        data={"metadata": metadata},
+        timeout=60,
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def weak_iris() -> LogisticRegression:
+    frame = iris_frame()
+    return LogisticRegression(C=0.01, max_iter=500).fit(
+        frame[IRIS_FEATURES].to_numpy(), frame["species"]
+    )
+
+
+@dataclass
+class Load:
+    """Clients predicting continuously against both processes, recording every answer."""
+
+    bases: list[str]
+    headers: dict[str, str]
+    results: list[tuple[float, str, int, int | None]] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self, base: str) -> None:
+        body = {"instances": [iris_instance()]}
+        with httpx.Client(base_url=base, headers=self.headers, timeout=30) as client:
+            while not self.stop.is_set():
+                try:
+                    response = client.post("/v1/models/iris/predict", json=body)
+                    version = response.json().get("version")
+                    self.results.append((time.monotonic(), base, response.status_code, version))
+                except httpx.TransportError as exc:
+                    self.results.append((time.monotonic(), base, 0, None))
+                    raise AssertionError(f"transport error: {exc}") from exc
+
+    def first_time_serving(self, base: str, version: int, after: float) -> float | None:
+        times = [t for t, b, _, v in self.results if b == base and v == version and t >= after]
+        return min(times) if times else None
+
+
+def test_alias_move_under_load_reaches_both_processes(cluster: Cluster) -> None:
+    register(cluster.a, cluster.headers, fit_iris(), alias="production")
+    register(cluster.a, cluster.headers, weak_iris())  # v2, not yet serving
+    load = Load([cluster.a, cluster.b], cluster.headers)
+    threads = [
+        threading.Thread(target=load.run, args=(base,))
+        for base in (cluster.a, cluster.b, cluster.a, cluster.b)
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(1.0)
+        moved = httpx.put(
+            f"{cluster.a}/v1/models/iris/aliases/production",
+            json={"version": 2},
+            headers=cluster.headers,
+            timeout=60,
+        )
+        done = time.monotonic()
+        assert moved.status_code == 200, moved.text
+        # The move completed only after B had loaded and probed v2: once B routes to v2, it
+        # already has it loaded.
+        first_index_with_v2 = _poll_index_until_version(cluster.b, cluster.headers, "2")
+        assert first_index_with_v2["state"] == "READY"
+        time.sleep(1.5)
+    finally:
+        load.stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+    statuses = {status for _, _, status, _ in load.results}
+    assert statuses == {200}, "every request during the move succeeded"
+    for base in (cluster.a, cluster.b):
+        first = load.first_time_serving(base, 2, after=done - 60)
+        assert first is not None, f"{base} never served v2"
+        assert first - done < PROPAGATION_BOUND_SECONDS
+        late_v1 = [t for t, b, _, v in load.results if b == base and v == 1 and t > first + 0.2]
+        assert late_v1 == [], "no process goes back to the old version"
+
+
+def _poll_index_until_version(base: str, headers: dict[str, str], version: str) -> Any:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        index = httpx.post(f"{base}/v2/repository/index", json={}, headers=headers).json()
+        for entry in index:
+            if entry["name"] == "iris" and entry["version"] == version:
+                return entry
+        time.sleep(0.01)
+    raise AssertionError(f"{base} never switched to version {version}")
+
+
+def test_registration_reaches_the_other_process_within_a_second(cluster: Cluster) -> None:
+    register(cluster.a, cluster.headers, fit_iris(), name="fresh")
+    registered = time.monotonic()
+    body = {"instances": [iris_instance()]}
+    deadline = registered + 30
+    while time.monotonic() < deadline:
+        response = httpx.post(
+            f"{cluster.b}/v1/models/fresh/predict", json=body, headers=cluster.headers
+        )
+        if response.status_code == 200:
+            break
+        assert response.status_code == 404, response.text
+        time.sleep(0.01)
+    assert response.status_code == 200
+    assert time.monotonic() - registered < PROPAGATION_BOUND_SECONDS
+
+
+def test_a_starting_process_warms_aliased_versions(database_url: str, tmp_path: Path) -> None:
+    db = Database(database_url, pool_size=1)
+    headers = {"X-API-Key": create_key(db, create_user(db, "ops", Role.ADMIN))}
+    db.dispose()
+    with running_server(database_url, tmp_path / "first") as (first, _):
+        register(first, headers, fit_iris(), alias="production")
+    with running_server(database_url, tmp_path / "second") as (second, _):
+        index = httpx.post(f"{second}/v2/repository/index", json={}, headers=headers).json()
+        assert [(m["name"], m["version"], m["state"]) for m in index] == [("iris", "1", "READY")]
