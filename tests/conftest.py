@@ -4,21 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 from factories import create_key, create_user
 from fastapi.testclient import TestClient
+from processes import running_server
 from sqlalchemy.engine import make_url
 
 from modelserve.app import create_app
@@ -187,47 +183,11 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     return settings
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 @pytest.fixture
 def server(empty_database_url: str, tmp_path: Path) -> Iterator[tuple[str, dict[str, str]]]:
     """``modelserve serve`` on an unmigrated database, in its own process."""
-    port = free_port()
-    env = os.environ | {
-        "MODELSERVE_DATABASE_URL": empty_database_url,
-        "MODELSERVE_DATA_DIR": str(tmp_path / "data"),
-    }
-    log_path = tmp_path / "server.log"
-    log_file = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "modelserve", "serve", "--port", str(port)],
-        env=env,
-        stdout=log_file,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert process.poll() is None, log_path.read_text()
-            time.sleep(0.2)
-        else:
-            pytest.fail("server never became ready")
+    with running_server(empty_database_url, tmp_path / "data") as (base, _):
         db = Database(empty_database_url, pool_size=1)
         key = create_key(db, create_user(db, "ops", Role.MAINTAINER))
         db.dispose()
         yield base, {"X-API-Key": key}
-    finally:
-        process.terminate()
-        process.wait(timeout=20)
-        log_file.close()
