@@ -31,8 +31,12 @@ from modelserve.inference.shadow import ShadowRunner
 from modelserve.lifecycle.router import router as lifecycle_router
 from modelserve.lifecycle.service import LifecycleService, LifecycleSettings
 from modelserve.lifecycle.watcher import RegistryWatcher
+from modelserve.monitoring.metrics import build_registry
+from modelserve.monitoring.router import router as monitoring_router
 from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
+from modelserve.predictions.spill import SpillStore
+from modelserve.predictions.writer import LogWriter
 from modelserve.protocols.v2.router import router as v2_router
 from modelserve.registry.router import router as registry_router
 from modelserve.state import AppState
@@ -44,7 +48,15 @@ def open_state(settings: Settings) -> AppState:
     settings.ensure_data_dir()
     db = Database(settings.resolved_database_url, pool_size=settings.inference_threads + 4)
     cache = ModelCache(settings.model_cache_size)
-    inference = InferenceService(db, cache, PredictionLog(db), settings)
+    log_writer = LogWriter(
+        db,
+        SpillStore(settings.data_dir / "spill"),
+        queue_size=settings.log_queue_size,
+        batch_size=settings.log_batch_size,
+        replay_seconds=settings.log_replay_seconds,
+    )
+    log = PredictionLog(db, log_writer, enabled=settings.prediction_log)
+    inference = InferenceService(db, cache, log, settings)
     inference.shadows = ShadowRunner(inference)
     watcher = RegistryWatcher(
         db,
@@ -73,6 +85,8 @@ def open_state(settings: Settings) -> AppState:
         limiter=limiter,
         watcher=watcher,
         lifecycle=LifecycleService(db, inference.warm, LifecycleSettings.of(settings)),
+        log_writer=log_writer,
+        metrics=build_registry(log_writer),
     )
 
 
@@ -84,6 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = open_state(settings)
         app.state.modelserve = state
+        state.log_writer.start()
         # Versions behind aliases are loaded and probed before the first request is accepted.
         await anyio.to_thread.run_sync(state.watcher.start)
         try:
@@ -92,6 +107,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(state.watcher.stop)
             if state.inference.shadows is not None:
                 await anyio.to_thread.run_sync(state.inference.shadows.close)
+            await anyio.to_thread.run_sync(state.inference.batchers.close)
+            # Shadow runs have queued their records: write everything before the engine goes.
+            await anyio.to_thread.run_sync(
+                state.log_writer.close, settings.log_flush_timeout_seconds
+            )
             state.db.dispose()
 
     docs = settings.docs_enabled
@@ -130,6 +150,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         predictions_router,
         audit_router,
         v2_router,
+        monitoring_router,
     )
     for router in routers:
         app.include_router(router)

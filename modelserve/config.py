@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,6 +27,13 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
+    workers: Annotated[int, Field(ge=1)] | Literal["auto"] | None = Field(
+        default=None,
+        description="Server processes: 1 runs Uvicorn in one process, more run a Gunicorn master "
+        "with that many Uvicorn workers, 'auto' one worker per CPU available. Unset: 1 for "
+        "'modelserve serve', 'auto' for the packaged Gunicorn config "
+        "(modelserve.server.gunicorn_conf).",
+    )
     max_body_bytes: int = Field(
         default=2 * 1024 * 1024, ge=1024, description="Largest JSON request body accepted."
     )
@@ -82,6 +90,34 @@ class Settings(BaseSettings):
         gt=0,
         description="A server process silent this long is presumed gone: moves stop waiting "
         "for it.",
+    )
+    prediction_log: bool = Field(
+        default=True,
+        description="Log every prediction. WARNING: false serves predictions unlogged; it exists "
+        "only as the 'logging off' baseline of the throughput benchmark. Never turn it off in "
+        "production.",
+    )
+    log_queue_size: int = Field(
+        default=10_000,
+        ge=1,
+        description="Prediction-log records held in memory per process, waiting to be written; "
+        "beyond it records go straight to the spill file.",
+    )
+    log_batch_size: int = Field(
+        default=500, ge=1, le=10_000, description="Most records written in one transaction."
+    )
+    log_flush_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="How long a graceful shutdown spends writing queued records to the database "
+        "before it spills the rest to the local file (replayed at the next start).",
+    )
+    log_replay_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        le=60,
+        description="How soon spilled records are retried after the database failed (doubling, "
+        "up to 10 s, while it stays down).",
     )
     login_limit_per_user: int = Field(default=10, ge=1, description="Attempts per window.")
     login_limit_per_address: int = Field(default=30, ge=1, description="Attempts per window.")

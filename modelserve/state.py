@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import anyio
+from prometheus_client import CollectorRegistry
 
 from modelserve.auth.caller import Authenticator
 from modelserve.auth.ratelimit import RateLimiter
@@ -15,6 +16,7 @@ from modelserve.inference.cache import ModelCache
 from modelserve.inference.service import InferenceService
 from modelserve.lifecycle.service import LifecycleService
 from modelserve.lifecycle.watcher import RegistryWatcher
+from modelserve.predictions.writer import LogWriter
 
 
 @dataclass
@@ -31,3 +33,5 @@ class AppState:
     limiter: RateLimiter
     watcher: RegistryWatcher
     lifecycle: LifecycleService
+    log_writer: LogWriter
+    metrics: CollectorRegistry

@@ -57,6 +57,17 @@ FEATURE_VALUES = st.one_of(
 IRIS_INSTANCES = st.lists(
     st.fixed_dictionaries(dict.fromkeys(IRIS_FEATURES, FEATURE_VALUES)), min_size=1, max_size=3
 )
+# The columnar form, long enough at times (16+ rows) to be checked with numpy.
+IRIS_COLUMNAR = st.fixed_dictionaries(
+    {
+        "columns": st.permutations(IRIS_FEATURES),
+        "data": st.lists(
+            st.lists(FEATURE_VALUES, min_size=len(IRIS_FEATURES), max_size=len(IRIS_FEATURES)),
+            min_size=1,
+            max_size=20,
+        ),
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -132,7 +143,10 @@ def steered(operation: APIOperation, mode: GenerationMode, world: World) -> st.S
             existing = {name: world.path_values[name] for name in names}
             case.path_parameters = {**(case.path_parameters or {}), **existing}
         if operation.path.endswith("/predict") and draw(st.booleans()):
-            case.body = {"instances": draw(IRIS_INSTANCES)}
+            if draw(st.booleans()):
+                case.body = {"instances": draw(IRIS_INSTANCES)}
+            else:
+                case.body = draw(IRIS_COLUMNAR)
         if operation.path == "/v1/auth/token" and draw(st.booleans()):
             case.body = {"username": USERNAME, "password": draw(st.sampled_from([PASSWORD, "no"]))}
         if operation.path in {"/v1/auth/refresh", "/v1/auth/logout"} and draw(st.booleans()):

@@ -27,9 +27,8 @@ def test_every_error_response_uses_the_envelope(client: TestClient) -> None:
     assert checked > 20
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     predict = schema["paths"]["/v1/models/{name}/predict"]["post"]
-    assert (
-        "instances" in predict["requestBody"]["content"]["application/json"]["schema"]["properties"]
-    )
+    forms = predict["requestBody"]["content"]["application/json"]["schema"]["oneOf"]
+    assert [sorted(form["required"]) for form in forms] == [["instances"], ["columns", "data"]]
 
 
 def test_docs_can_be_switched_off(make_client: Any) -> None:

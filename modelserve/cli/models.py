@@ -53,6 +53,10 @@ def print_version(version: VersionPublic) -> None:
         out().print(f"aliases: {', '.join(version.aliases)}")
     if version.metrics:
         out().print(f"metrics: {_metrics_summary(version.metrics)}")
+    if version.onnx is not None:
+        out().print(f"onnx twin: kept (max |diff| {version.onnx.max_abs_diff:.1e})")
+    elif version.onnx_unavailable_reason:
+        out().print(f"onnx twin: none ({version.onnx_unavailable_reason})", markup=False)
     warn_if_mismatch(version)
 
 
@@ -86,6 +90,7 @@ def show(name: str) -> None:
         "features",
         "metrics",
         "scikit-learn",
+        "onnx",
         "created",
         title=model.name,
     )
@@ -101,6 +106,7 @@ def show(name: str) -> None:
             str(len(v.input_schema.features)),
             _metrics_summary(v.metrics),
             trained,
+            f"yes ({v.onnx.max_abs_diff:.0e})" if v.onnx else "no",
             v.created_at.strftime("%Y-%m-%d %H:%M"),
         )
     out().print(table)

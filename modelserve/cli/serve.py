@@ -20,6 +20,7 @@ from modelserve.cli.train import run_training
 from modelserve.config import Settings
 from modelserve.core.errors import NotFound
 from modelserve.registry.service import RegistryService
+from modelserve.server.workers import run_gunicorn, worker_count
 from modelserve.training.service import TrainingJob, register_trained
 from modelserve.users.models import Role
 from modelserve.users.schemas import UserCreate
@@ -30,13 +31,37 @@ HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default
 PortOption = Annotated[int | None, typer.Option(help="Port (default 8000).")]
 
 
+def _check_workers(value: str | None) -> str | None:
+    if value is None or value == "auto" or (value.isdigit() and int(value) >= 1):
+        return value
+    raise typer.BadParameter("a number of processes (1 or more), or 'auto'")
+
+
+WorkersOption = Annotated[
+    str | None,
+    typer.Option(
+        metavar="N|auto",
+        callback=_check_workers,
+        help="Server processes: 1 runs Uvicorn in this process; more run this process as a "
+        "Gunicorn master with N Uvicorn workers; auto: one per CPU available. "
+        "Default: MODELSERVE_WORKERS, else 1.",
+    ),
+]
+
+
 def run_server(settings: Settings) -> None:
-    """Apply pending migrations, then serve until interrupted."""
+    """Apply pending migrations once, then serve until stopped: Uvicorn in this process for one
+    worker, else this process becomes the Gunicorn master of ``settings.workers`` workers."""
+    workers = worker_count(settings.workers)
     open_database(settings).dispose()
     out().print(
         f"serving on [bold]http://{settings.host}:{settings.port}[/] "
         f"(docs at /docs) with {settings.resolved_database_url.split('://')[0]}"
+        + (f", {workers} worker processes" if workers > 1 else "")
     )
+    if workers > 1:
+        run_gunicorn(settings, workers)
+        return
     uvicorn.run(
         create_app(settings),
         host=settings.host,
@@ -46,9 +71,9 @@ def run_server(settings: Settings) -> None:
     )
 
 
-def serve(host: HostOption = None, port: PortOption = None) -> None:
+def serve(host: HostOption = None, port: PortOption = None, workers: WorkersOption = None) -> None:
     """Serve the API on the configured database."""
-    run_server(load_settings(host=host, port=port))
+    run_server(load_settings(host=host, port=port, workers=workers))
 
 
 def write_demo_csv(data_dir: Path) -> Path:
@@ -125,9 +150,10 @@ def demo(
     serve_after: Annotated[
         bool, typer.Option("--serve/--no-serve", help="Serve afterwards.")
     ] = True,
+    workers: WorkersOption = None,
 ) -> None:
     """Train a demo model on scikit-learn's iris data (nothing downloaded) and serve it."""
-    settings = load_settings(host=host, port=port)
+    settings = load_settings(host=host, port=port, workers=workers)
     ensure_demo_model(settings)
     ensure_demo_key(settings)
     if serve_after:

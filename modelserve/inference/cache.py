@@ -1,4 +1,9 @@
-"""Per-process cache of loaded model versions, keyed by version id (versions are immutable)."""
+"""Per-process cache of loaded model versions, keyed by version id and runtime.
+
+Versions are immutable, but a model's runtime (scikit-learn or ONNX Runtime) can change: each
+runtime a version is asked for is its own entry, so a switch takes effect on the next request
+and in-flight requests finish on the entry they hold.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,23 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from modelserve.inference.onnx_predictor import OnnxPredictor
 from modelserve.inference.predictor import Predictor
 from modelserve.inference.validation import CompiledValidator
+from modelserve.registry.schemas import Runtime
+
+if TYPE_CHECKING:
+    from modelserve.registry.service import ResolvedVersion
+
+CacheKey = tuple[int, str]
+"""(version id, runtime asked for)."""
+
+
+def cache_key(version: ResolvedVersion) -> CacheKey:
+    """The cache entry serving ``version`` with its model's current runtime."""
+    return (version.version_id, version.serving.runtime)
 
 
 @dataclass(frozen=True)
@@ -17,52 +36,57 @@ class LoadedVersion:
 
     version_id: int
     validator: CompiledValidator
-    predictor: Predictor
+    predictor: Predictor | OnnxPredictor
+    runtime: Runtime = "sklearn"
+    """What runs it: onnx only when asked for and the version has a twin."""
 
 
 class ModelCache:
-    """LRU of loaded versions; each version is loaded at most once at a time per process."""
+    """LRU of loaded versions; each entry is loaded at most once at a time per process."""
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._entries: OrderedDict[int, LoadedVersion] = OrderedDict()
+        self._entries: OrderedDict[CacheKey, LoadedVersion] = OrderedDict()
         self._lock = threading.Lock()
-        self._loading: dict[int, threading.Lock] = {}
+        self._loading: dict[CacheKey, threading.Lock] = {}
         self.loads = 0
 
-    def get(self, version_id: int, load: Callable[[], LoadedVersion]) -> LoadedVersion:
-        """The cached version, loading it with ``load`` when absent."""
+    def get(self, key: CacheKey, load: Callable[[], LoadedVersion]) -> LoadedVersion:
+        """The cached entry, loading it with ``load`` when absent."""
         with self._lock:
-            entry = self._entries.get(version_id)
+            entry = self._entries.get(key)
             if entry is not None:
-                self._entries.move_to_end(version_id)
+                self._entries.move_to_end(key)
                 return entry
-            key_lock = self._loading.setdefault(version_id, threading.Lock())
+            key_lock = self._loading.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
-                entry = self._entries.get(version_id)
+                entry = self._entries.get(key)
             if entry is None:
                 entry = load()
-                self._store(entry)
+                self._store(key, entry)
         return entry
 
-    def _store(self, entry: LoadedVersion) -> None:
+    def _store(self, key: CacheKey, entry: LoadedVersion) -> None:
         with self._lock:
             self.loads += 1
-            self._entries[entry.version_id] = entry
-            self._entries.move_to_end(entry.version_id)
-            self._loading.pop(entry.version_id, None)
+            self._entries[key] = entry
+            self._entries.move_to_end(key)
+            self._loading.pop(key, None)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
-    def __contains__(self, version_id: object) -> bool:
+    def __contains__(self, key: object) -> bool:
         with self._lock:
-            return version_id in self._entries
+            return key in self._entries
 
     def evict(self, version_id: int) -> bool:
-        """Forget one version; whether it was loaded."""
+        """Forget one version (under every runtime); whether it was loaded."""
         with self._lock:
-            return self._entries.pop(version_id, None) is not None
+            keys = [key for key in self._entries if key[0] == version_id]
+            for key in keys:
+                del self._entries[key]
+            return bool(keys)
 
     def clear(self) -> None:
         """Forget every loaded version."""

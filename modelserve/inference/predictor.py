@@ -39,6 +39,7 @@ class Predictor:
             f.type is FeatureType.CATEGORY for f in schema.features
         )
         self.with_proba = output.task == "classification" and hasattr(estimator, PREDICT_PROBA)
+        self.names = schema.names
         self.labels = [str(label) for label in output.classes or []]
         # A pipeline's preprocessing is run once and shared by predict and predict_proba.
         self._preprocess: Any = None
@@ -50,8 +51,8 @@ class Predictor:
     def model_input(self, batch: ValidatedBatch) -> Any:
         """The object handed to the estimator: a DataFrame or a float matrix."""
         if self.needs_frame:
-            return pd.DataFrame(batch.columns, columns=self.schema.names)
-        return np.column_stack([batch.columns[name] for name in self.schema.names])
+            return pd.DataFrame(batch.columns, columns=self.names)
+        return np.column_stack([batch.columns[name] for name in self.names])
 
     def predict(self, batch: ValidatedBatch) -> PredictionResult:
         """Predict labels (and probabilities for classifiers) for every row."""
@@ -75,19 +76,21 @@ class Predictor:
 def _refuse_non_finite(
     predictions: np.ndarray[Any, Any], probabilities: np.ndarray[Any, Any] | None
 ) -> None:
-    bad: set[int] = set()
+    bad = np.zeros(len(predictions), dtype=bool)
     if predictions.dtype.kind == "f":
-        bad |= set(np.flatnonzero(~np.isfinite(predictions)).tolist())
+        finite = np.isfinite(predictions)
+        bad |= ~finite if finite.ndim == 1 else ~finite.reshape(len(finite), -1).all(axis=1)
     if probabilities is not None:
-        bad |= set(np.flatnonzero(~np.isfinite(probabilities).all(axis=1)).tolist())
-    if bad:
-        details = [
-            {
-                "row": row,
-                "feature": None,
-                "type": "non_finite_output",
-                "message": "the model's output for this row is not finite; inputs are too extreme",
-            }
-            for row in sorted(bad)
-        ]
-        raise ValidationFailed(f"{len(bad)} row(s) gave a non-finite output.", details=details)
+        bad |= ~np.isfinite(probabilities).all(axis=1)
+    if not bad.any():
+        return
+    details = [
+        {
+            "row": row,
+            "feature": None,
+            "type": "non_finite_output",
+            "message": "the model's output for this row is not finite; inputs are too extreme",
+        }
+        for row in np.flatnonzero(bad).tolist()
+    ]
+    raise ValidationFailed(f"{len(details)} row(s) gave a non-finite output.", details=details)

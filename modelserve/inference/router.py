@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from functools import partial
@@ -17,9 +18,10 @@ from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import CallerDep, ModelNamePath, StateDep
-from modelserve.inference.schemas import PredictRequest, PredictResponse
-from modelserve.inference.service import PredictCall
+from modelserve.inference.schemas import PredictResponse, predict_request_schema
+from modelserve.inference.service import PredictCall, Served
 from modelserve.lifecycle.routing import Target
+from modelserve.state import AppState
 
 router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPONSES)
 
@@ -28,7 +30,7 @@ _ROUTE: dict[str, Any] = {
     "openapi_extra": {
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": PredictRequest.model_json_schema()}},
+            "content": {"application/json": {"schema": predict_request_schema()}},
         }
     },
 }
@@ -52,6 +54,24 @@ async def quota_caller(caller: CallerDep, state: StateDep) -> Caller:
 PredictCaller = Annotated[Caller, Depends(quota_caller)]
 
 
+async def serve(state: AppState, call: PredictCall) -> Served:
+    """Run ``call`` through the inference service: validation and unbatched predictions on a
+    worker thread (``INFERENCE_THREADS`` of them); model code never runs on the event loop. A
+    batched request then waits for its batch here, holding no thread, so the requests that can
+    join one batch are not limited by the worker threads. A small request for a batching model
+    whose route and version are already in memory is validated and queued right here: that
+    costs less than the hand-over to a worker thread and back."""
+    pending = state.inference.start_inline(call)
+    if pending is None:
+        outcome = await anyio.to_thread.run_sync(
+            state.inference.start, call, limiter=state.model_threads
+        )
+        if isinstance(outcome, Served):
+            return outcome
+        pending = outcome
+    return await asyncio.wrap_future(pending)
+
+
 async def _predict(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
     caller.require_model(target.name)
     started = time.perf_counter()
@@ -63,9 +83,7 @@ async def _predict(request: Request, state: StateDep, caller: Caller, target: Ta
     except AppError as exc:
         payload_error = exc
     call = PredictCall(target, payload, payload_error, request_id, started, caller)
-    served = await anyio.to_thread.run_sync(
-        state.inference.predict, call, limiter=state.model_threads
-    )
+    served = await serve(state, call)
     body: dict[str, Any] = {
         "model": served.version.model_name,
         "version": served.version.number,

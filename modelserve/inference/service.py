@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from modelserve.auth.caller import Caller
@@ -13,10 +17,12 @@ from modelserve.config import Settings
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError, ArtifactIntegrityError, v2_status
-from modelserve.inference.cache import LoadedVersion, ModelCache
+from modelserve.inference.batching import Batcher, Batchers
+from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
+from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
 from modelserve.inference.predictor import PredictionResult, Predictor
-from modelserve.inference.validation import CompiledValidator
-from modelserve.lifecycle.routing import RouteTable, Target, Variant
+from modelserve.inference.validation import CompiledValidator, ValidatedBatch
+from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.loaders import ArtifactFormat, load_artifact
@@ -67,6 +73,31 @@ class Served:
     result: PredictionResult
 
 
+@dataclass(frozen=True)
+class _Admitted:
+    """A validated request, waiting for what the model gives for its rows."""
+
+    call: PredictCall
+    version: ResolvedVersion
+    variant: Variant
+    shadow: ResolvedVersion | None
+    batch: ValidatedBatch
+
+
+def _choice(route: Route, caller: Caller | None) -> Choice:
+    version, variant = route.pick(f"user:{caller.user_id}" if caller else "anonymous")
+    return Choice(version, variant, route.shadow)
+
+
+def _rows(payload: Any) -> int:
+    """How many rows a payload says it has (at least 1), before validation."""
+    if isinstance(payload, dict):
+        rows = payload.get("instances", payload.get("data"))
+        if isinstance(rows, list):
+            return max(len(rows), 1)
+    return 1
+
+
 def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
 
@@ -87,6 +118,53 @@ def loggable(value: Any) -> Any:
     return value
 
 
+class _NotLoaded(Exception):
+    """The version is not in the cache (and must not be loaded here)."""
+
+
+def _not_loaded() -> LoadedVersion:
+    raise _NotLoaded
+
+
+INLINE_MAX_VALUES = 1024
+"""A request for a batching model holding at most this many values (rows x features) may be
+validated and queued on the event loop (``start_inline``): checking that few values costs less
+than handing the request to a worker thread and back."""
+
+
+class Routes(RouteTable):
+    """The route table, plus ``cached``: a look-up that never reaches the database, for the
+    event loop. It keeps what ``route`` answered until ``invalidate`` (a registry change)."""
+
+    def __init__(self, db: Database) -> None:
+        super().__init__(db)
+        self._known: dict[Target, Route] = {}
+        self._known_lock = threading.Lock()
+        self._known_epoch = 0
+
+    def route(self, target: Target) -> Route:
+        """As ``RouteTable.route``; remembered for ``cached`` unless invalidated meanwhile."""
+        with self._known_lock:
+            epoch = self._known_epoch
+        route = super().route(target)
+        with self._known_lock:
+            if epoch == self._known_epoch:
+                self._known[target] = route
+        return route
+
+    def invalidate(self) -> None:
+        """Forget every route (the table's first, so nothing stale is remembered after)."""
+        super().invalidate()
+        with self._known_lock:
+            self._known_epoch += 1
+            self._known.clear()
+
+    def cached(self, target: Target) -> Route | None:
+        """The route ``route`` would answer from memory, or None."""
+        with self._known_lock:
+            return self._known.get(target)
+
+
 class InferenceService:
     """Serves predictions for every transport; call ``predict`` from a worker thread."""
 
@@ -95,9 +173,11 @@ class InferenceService:
         self.cache = cache
         self.log = log
         self.settings = settings
-        self.routes = RouteTable(db)
+        self.routes = Routes(db)
         self.shadows: ShadowRunner | None = None
         """Runs shadow versions off the request path; without one, shadows are skipped."""
+        self.batchers = Batchers()
+        """Adaptive batching, for versions of models whose serving settings turn it on."""
 
     def resolve(self, target: Target) -> ResolvedVersion:
         """The version ``target`` names, before any traffic policy (NotFound when none)."""
@@ -106,10 +186,7 @@ class InferenceService:
     def choose(self, target: Target, caller: Caller | None) -> Choice:
         """The version serving this caller: the alias's canary for a sticky share of callers,
         else the target's version; plus the alias's shadow, if any."""
-        route = self.routes.route(target)
-        key = f"user:{caller.user_id}" if caller else "anonymous"
-        version, variant = route.pick(key)
-        return Choice(version, variant, route.shadow)
+        return _choice(self.routes.route(target), caller)
 
     def registry_listing(self) -> ModelsPublic:
         """Every registered model (for protocol indexes)."""
@@ -118,9 +195,36 @@ class InferenceService:
 
     def load(self, version: ResolvedVersion) -> LoadedVersion:
         """The cached loaded version, loading (and checking its sha256) on first use."""
-        return self.cache.get(version.version_id, lambda: self._load(version))
+        return self.cache.get(cache_key(version), lambda: self._load(version))
 
     def _load(self, version: ResolvedVersion) -> LoadedVersion:
+        validator = CompiledValidator(version.input_schema, max_rows=self.settings.max_batch_size)
+        twin = None
+        if version.serving.runtime == "onnx":
+            with self.db.sessions() as session:
+                twin = RegistryService(session).onnx_twin(version.version_id)
+        if twin is not None:  # served by ONNX Runtime; the scikit-learn artifact is not needed
+            content, sha256 = twin
+            if sha256_hex(content) != sha256:
+                raise ArtifactIntegrityError(
+                    f"ONNX twin of {version.model_name} v{version.number} does not match its "
+                    "sha256; refusing to load it.",
+                    details={"expected_sha256": sha256},
+                )
+            try:
+                predictor = OnnxPredictor(
+                    open_session(content), version.input_schema, version.output
+                )
+            except Exception as exc:  # e.g. an ONNX Runtime that cannot run it: use scikit-learn
+                logging.getLogger(__name__).warning(
+                    "%s v%s: ONNX twin cannot be loaded (%s: %s); serving with scikit-learn",
+                    version.model_name,
+                    version.number,
+                    type(exc).__name__,
+                    exc,
+                )
+            else:
+                return LoadedVersion(version.version_id, validator, predictor, runtime="onnx")
         with self.db.sessions() as session:
             data = RegistryService(session).artifact(version.version_id)
         if sha256_hex(data) != version.sha256:
@@ -132,9 +236,7 @@ class InferenceService:
         loaded = load_artifact(data, cast(ArtifactFormat, version.format))
         return LoadedVersion(
             version_id=version.version_id,
-            validator=CompiledValidator(
-                version.input_schema, max_rows=self.settings.max_batch_size
-            ),
+            validator=validator,
             predictor=Predictor(loaded.estimator, version.input_schema, version.output),
         )
 
@@ -154,42 +256,107 @@ class InferenceService:
             ) from exc
 
     def predict(self, call: PredictCall) -> Served:
-        """Serve one request and log it, success or failure; then hand a copy to the shadow."""
+        """Serve one request and log it, success or failure; then hand a copy to the shadow.
+        Blocks while a batched request waits for its batch (``start`` does not)."""
+        outcome = self.start(call)
+        return outcome if isinstance(outcome, Served) else outcome.result()
+
+    def start(self, call: PredictCall) -> Served | Future[Served]:
+        """Serve one request as far as it goes without waiting for other requests: its answer,
+        or, when its model batches, a future of it, resolved once its batch has run and it is
+        logged (await it without holding a thread). Raises, once logged, what refused it. Call
+        from a worker thread."""
         choice = call.choice or self.choose(call.target, call.caller)
-        served = self.serve(call, choice.version, choice.variant)
-        if choice.shadow is not None and self.shadows is not None:
-            self.shadows.submit(call, choice.shadow)
-        return served
+        return self._start(call, choice.version, choice.variant, choice.shadow)
+
+    def start_inline(self, call: PredictCall) -> Future[Served] | None:
+        """For the event loop: queue a request for a batching model with no thread hand-over,
+        when that needs no database read, no model load and little validation (at most
+        ``INLINE_MAX_VALUES`` values); None otherwise, and then ``start`` it on a worker thread.
+        Logs nothing: a request it does not queue (one that is refused, say) is left whole to
+        ``start``."""
+        if call.payload_error is not None:
+            return None
+        choice = call.choice
+        if choice is None:
+            route = self.routes.cached(call.target)
+            if route is None:
+                return None
+            choice = _choice(route, call.caller)
+        version = choice.version
+        batching = version.serving.batching
+        key = cache_key(version)
+        if batching is None or key not in self.cache:
+            return None
+        if _rows(call.payload) * len(version.input_schema.features) > INLINE_MAX_VALUES:
+            return None
+        try:
+            loaded = self.cache.get(key, _not_loaded)
+            batch = loaded.validator.validate(call.payload)
+        except (AppError, _NotLoaded):
+            return None
+        batcher = self.batchers.get(key)
+        if batcher.closed:  # shutting down: the model would run right here
+            return None
+        admitted = _Admitted(call, version, choice.variant, choice.shadow, batch)
+        return batcher.submit(batch, loaded.predictor, batching, partial(self._finish, admitted))
 
     def serve(self, call: PredictCall, version: ResolvedVersion, variant: Variant) -> Served:
-        """Predict with one version and log the outcome as ``variant``."""
+        """Predict with one version and log the outcome as ``variant`` (no shadow of its own)."""
+        outcome = self._start(call, version, variant, None)
+        return outcome if isinstance(outcome, Served) else outcome.result()
+
+    def _start(
+        self,
+        call: PredictCall,
+        version: ResolvedVersion,
+        variant: Variant,
+        shadow: ResolvedVersion | None,
+    ) -> Served | Future[Served]:
+        batching = version.serving.batching
+        batcher: Batcher | None = None
         try:
             if call.payload_error is not None:
                 raise call.payload_error
+            if batching is not None:
+                batcher = self.batchers.get(cache_key(version))
+                batcher.reserve()  # a batch being gathered waits for this request
             loaded = self.load(version)
             batch = loaded.validator.validate(call.payload)
-            try:
-                result = loaded.predictor.predict(batch)
-            except AppError:
-                raise
-            except Exception as exc:
-                raise InferenceFailed(
-                    "The model failed on this input.",
-                    details={"error": f"{type(exc).__name__}: {exc}"},
-                ) from exc
         except AppError as exc:
-            self._log(
-                call,
-                version,
-                variant,
-                status=_status_of(exc),
-                http_status=exc.status_code,
-                error=exc.to_body().model_dump(),
-            )
+            if batcher is not None:
+                batcher.cancel()
+            self._log_failure(call, version, variant, exc)
             raise
-        outputs: dict[str, Any] = {"predictions": result.predictions}
-        if result.probabilities is not None:
-            outputs["probabilities"] = result.probabilities
+        except BaseException:
+            if batcher is not None:
+                batcher.cancel()
+            raise
+        finish = partial(self._finish, _Admitted(call, version, variant, shadow, batch))
+        if batcher is not None and batching is not None:
+            return batcher.submit(batch, loaded.predictor, batching, finish, reserved=True)
+        try:
+            outcome: PredictionResult | BaseException = loaded.predictor.predict(batch)
+        except Exception as exc:
+            outcome = exc
+        return finish(outcome)
+
+    def _finish(self, admitted: _Admitted, outcome: PredictionResult | BaseException) -> Served:
+        """Log what the model gave for this request's rows and answer with it (raise its
+        error); then hand a copy of the request to the shadow."""
+        call, version, variant = admitted.call, admitted.version, admitted.variant
+        if isinstance(outcome, BaseException):
+            error = outcome
+            if not isinstance(error, AppError):
+                error = InferenceFailed(
+                    "The model failed on this input.",
+                    details={"error": f"{type(outcome).__name__}: {outcome}"},
+                )
+            self._log_failure(call, version, variant, error)
+            raise error from (None if error is outcome else outcome)
+        outputs: dict[str, Any] = {"predictions": outcome.predictions}
+        if outcome.probabilities is not None:
+            outputs["probabilities"] = outcome.probabilities
         self._log(
             call,
             version,
@@ -197,9 +364,24 @@ class InferenceService:
             status="ok",
             http_status=200,
             outputs=outputs,
-            n_rows=batch.n_rows,
+            n_rows=admitted.batch.n_rows,
+            inputs_log_safe=admitted.batch.log_safe,
         )
-        return Served(version=version, result=result)
+        if admitted.shadow is not None and self.shadows is not None:
+            self.shadows.submit(call, admitted.shadow)
+        return Served(version=version, result=outcome)
+
+    def _log_failure(
+        self, call: PredictCall, version: ResolvedVersion, variant: Variant, exc: AppError
+    ) -> None:
+        self._log(
+            call,
+            version,
+            variant,
+            status=_status_of(exc),
+            http_status=exc.status_code,
+            error=exc.to_body().model_dump(),
+        )
 
     def _log(
         self,
@@ -212,6 +394,7 @@ class InferenceService:
         outputs: Any = None,
         error: Any = None,
         n_rows: int = 0,
+        inputs_log_safe: bool = False,
     ) -> None:
         if call.protocol == "v2":
             http_status = v2_status(http_status)  # what the client was answered
@@ -230,9 +413,10 @@ class InferenceService:
                 http_status=http_status,
                 latency_ms=(time.perf_counter() - call.started) * 1000.0,
                 n_rows=n_rows,
-                inputs=loggable(inputs),
+                # A validated payload is logged as it came unless it holds something to escape.
+                inputs=inputs if inputs_log_safe else loggable(inputs),
                 outputs=outputs,
-                error=loggable(error),
+                error=None if error is None else loggable(error),
                 created_at=utcnow(),
                 variant=variant,
             )

@@ -77,11 +77,13 @@ def compare(
     b: VersionQuery,
     caller: MaintainerDep,
     session: SessionDep,
+    state: StateDep,
 ) -> ComparisonPublic:
     """How versions ``a`` and ``b`` differ on the logged requests both answered (a shadow run
     answers the same request as the version it shadows): agreement rate and mean absolute
     difference of probabilities, over the newest 10,000 such requests."""
     caller.require_model(name)
+    state.log_writer.flush(timeout=5)  # include what this process has queued
     registry = RegistryService(session)
     first = registry.resolve(name, version=a)
     second = registry.resolve(name, version=b)

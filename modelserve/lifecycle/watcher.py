@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
+from modelserve.inference.cache import CacheKey, cache_key
 from modelserve.lifecycle.changes import CHANNEL, generation, on_local_commit
 from modelserve.lifecycle.models import (
     ServerInstance,
@@ -49,7 +50,7 @@ class RegistryWatcher:
         routes: RouteTable,
         warm: Warm,
         *,
-        is_loaded: Callable[[int], bool],
+        is_loaded: Callable[[CacheKey], bool],
         poll_seconds: float,
         heartbeat_seconds: float,
         warm_limit: int,
@@ -173,7 +174,7 @@ class RegistryWatcher:
             if answered.get(request.version_id) != request.requested_at:
                 self._answer(request)
         for version in serving:
-            if not self.is_loaded(version.version_id):
+            if not self.is_loaded(cache_key(version)):  # with the model's current runtime
                 self._try_warm(version)
         self._seen = current
 

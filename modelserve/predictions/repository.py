@@ -3,15 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import Row, insert, select, tuple_
+import orjson
+import psycopg
+from sqlalchemy import Row, Table, insert, select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from modelserve.predictions.models import Prediction
 from modelserve.predictions.schemas import PredictionRecord
 from modelserve.registry.models import Model, ModelVersion
+
+_FIELDS = tuple(f.name for f in fields(PredictionRecord))
+
+
+_JSON_FIELDS = {"inputs", "outputs", "error"}
+_COPY = f"COPY predictions ({', '.join(_FIELDS)}) FROM STDIN"
+
+
+def _copy_value(record: PredictionRecord, name: str) -> Any:
+    value = getattr(record, name)
+    if name in _JSON_FIELDS:  # as the engine's JSON serialiser writes it (None: JSON null)
+        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
+    return value
+
+
+def _row(record: PredictionRecord) -> dict[str, Any]:
+    # A shallow dict: dataclasses.asdict would deep-copy every request's inputs and outputs.
+    return {name: getattr(record, name) for name in _FIELDS}
 
 
 class PredictionRepository:
@@ -24,6 +47,34 @@ class PredictionRepository:
         """Insert records in one multi-row statement."""
         if records:
             self.session.execute(insert(Prediction), [asdict(r) for r in records])
+
+    def insert_ignoring_duplicates(self, records: Sequence[PredictionRecord]) -> None:
+        """Insert records in one multi-row statement, skipping any already stored (same request
+        id and variant), so replaying a batch that may have been written is harmless."""
+        if not records:
+            return
+        dialect = self.session.get_bind().dialect.name
+        table = cast(Table, Prediction.__table__)
+        statement = (
+            postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+        ).on_conflict_do_nothing(index_elements=["request_id", "variant"])
+        self.session.execute(statement, [_row(r) for r in records])
+
+    def copy_new(self, records: Sequence[PredictionRecord]) -> None:
+        """PostgreSQL only: store records with COPY, a third of the CPU per row of the INSERT;
+        IntegrityError when one is already stored (then use insert_ignoring_duplicates)."""
+        if not records:
+            return
+        connection = self.session.connection()
+        raw = cast("psycopg.Connection[Any]", connection.connection.driver_connection)
+        try:
+            with raw.cursor() as cursor, cursor.copy(_COPY) as copy:
+                for record in records:
+                    copy.write_row([_copy_value(record, name) for name in _FIELDS])
+        except psycopg.Error as exc:
+            if isinstance(exc, psycopg.OperationalError) or raw.closed:
+                connection.invalidate(exc)
+            raise DBAPIError.instance(_COPY, None, exc, psycopg.Error) from exc
 
     def page(
         self,

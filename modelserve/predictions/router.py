@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from modelserve.core.errors import ERROR_RESPONSES
-from modelserve.deps import CallerDep, SessionDep
+from modelserve.deps import CallerDep, SessionDep, StateDep
 from modelserve.predictions.schemas import PredictionsPage
 from modelserve.predictions.service import PredictionQueryService
 
@@ -18,6 +18,7 @@ router = APIRouter(prefix="/v1/predictions", tags=["predictions"], responses=ERR
 def list_predictions(
     caller: CallerDep,
     session: SessionDep,
+    state: StateDep,
     model: Annotated[str | None, Query(max_length=128, description="Only this model.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=256, description="From next_cursor.")] = None,
@@ -26,6 +27,7 @@ def list_predictions(
     if model is not None:
         caller.require_model(model)
     owner = None if caller.is_admin else caller.user_id
+    state.log_writer.flush(timeout=5)  # read your writes: what this process has queued
     return PredictionQueryService(session).list(
         model=model, limit=limit, cursor=cursor, user_id=owner
     )

@@ -10,22 +10,36 @@ from modelserve.core.errors import ModelUnavailable, NotFound
 from modelserve.core.pagination import decode_cursor, encode_cursor
 from modelserve.predictions.repository import PredictionRepository
 from modelserve.predictions.schemas import PredictionPublic, PredictionRecord, PredictionsPage
+from modelserve.predictions.writer import LogWriter
 from modelserve.registry.repository import RegistryRepository
 
 
 class PredictionLog:
-    """Writes log records in their own transaction, so a failed request is logged too."""
+    """Hands every record to the process's LogWriter, off the request path; a failed request is
+    logged too. Without a writer (the CLI, which never serves predictions) it writes each record
+    in its own transaction."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self, db: Database, writer: LogWriter | None = None, *, enabled: bool = True
+    ) -> None:
         self.db = db
+        self.writer = writer
+        self.enabled = enabled
+        """False only for the benchmark's "logging off" baseline (setting prediction_log)."""
 
     def write(self, record: PredictionRecord) -> None:
-        """Persist one record; raises ModelUnavailable when the database refuses it, so no
-        prediction is ever served unlogged."""
+        """Queue one record (or spill it to the local file when the queue is full); raises
+        ModelUnavailable only when it can be kept nowhere, so no prediction is served
+        unlogged."""
+        if not self.enabled:
+            return
         try:
+            if self.writer is not None:
+                self.writer.put(record)
+                return
             with self.db.transaction() as session:
                 PredictionRepository(session).insert_many([record])
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, OSError) as exc:
             raise ModelUnavailable(
                 "The prediction could not be logged; nothing was served.",
                 details={"error": type(exc).__name__},

@@ -85,6 +85,17 @@ class OutputSpec(BaseModel):
     probabilities: bool = Field(default=False, description="Whether it returns probabilities.")
 
 
+class OnnxTwinPublic(BaseModel):
+    """A version's verified ONNX twin."""
+
+    max_abs_diff: float = Field(
+        description="Largest difference from scikit-learn's probabilities (or regression values) "
+        "on the verification sample; labels were identical."
+    )
+    size_bytes: int
+    sha256: str
+
+
 class VersionPublic(BaseModel):
     """A model version as the API shows it."""
 
@@ -103,6 +114,15 @@ class VersionPublic(BaseModel):
     description: str
     aliases: list[str]
     created_at: datetime
+    onnx: OnnxTwinPublic | None = Field(
+        default=None,
+        description="The ONNX twin, served when the model's runtime is onnx; null: none (the "
+        "version always runs on scikit-learn).",
+    )
+    onnx_unavailable_reason: str | None = Field(
+        default=None,
+        description="In the registration response only (not stored): why no ONNX twin was kept.",
+    )
 
 
 class BatchingSettings(BaseModel):

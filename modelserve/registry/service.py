@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any, cast
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,7 +18,8 @@ from modelserve.lifecycle.changes import announce
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
 from modelserve.registry.loaders import ArtifactFormat, detect_format, load_artifact
-from modelserve.registry.models import Model, ModelVersion
+from modelserve.registry.models import Model, ModelVersion, OnnxTwin
+from modelserve.registry.onnx import attempt_twin
 from modelserve.registry.repository import RegistryRepository
 from modelserve.registry.schemas import (
     AliasPublic,
@@ -25,6 +27,7 @@ from modelserve.registry.schemas import (
     InputSchema,
     ModelPublic,
     ModelsPublic,
+    OnnxTwinPublic,
     OutputSpec,
     RegistrationMetadata,
     Runtime,
@@ -118,6 +121,8 @@ class RegistryService:
         fmt = meta.format or artifact_format(data, filename)
         loaded = load_artifact(data, fmt)
         output = probe.describe_output(loaded.estimator, meta.input_schema)
+        # Before any row is locked: converting and verifying takes from milliseconds to a second.
+        onnx = attempt_twin(loaded.estimator, meta.input_schema, output)
         env = self._environment(environment, meta, loaded.trained_sklearn_version)
         model = self._get_or_create_model(meta.name)
         version = ModelVersion(
@@ -133,6 +138,17 @@ class RegistryService:
             description=meta.description,
         )
         self.repo.add_version(version, data)
+        if onnx.twin is not None:
+            twin = onnx.twin
+            self.session.add(
+                OnnxTwin(
+                    version_id=version.id,
+                    content=twin.content,
+                    sha256=twin.sha256,
+                    max_abs_diff=twin.max_abs_diff,
+                )
+            )
+            self.session.flush()
         announce(self.session)  # the new version may now be a model's default
         record(
             self.session,
@@ -143,7 +159,8 @@ class RegistryService:
             sha256=version.sha256,
             format=fmt,
         )
-        return self._version_public(model, version)
+        public = self._version_public(model, version)
+        return public.model_copy(update={"onnx_unavailable_reason": onnx.reason})
 
     @staticmethod
     def _environment(
@@ -193,7 +210,9 @@ class RegistryService:
         """One model with all its versions."""
         model = self._model(name)
         aliases = dict(self.repo.aliases(model.id))
-        versions = [self._version_public(model, v, aliases) for v in self.repo.versions(model.id)]
+        rows = self.repo.versions(model.id)
+        twins = self._twins([v.id for v in rows])
+        versions = [self._version_public(model, v, aliases, twins) for v in rows]
         return ModelPublic(
             name=model.name,
             created_at=model.created_at,
@@ -283,6 +302,26 @@ class RegistryService:
         assert model is not None  # the foreign key guarantees it
         return _resolved(model, row)
 
+    def onnx_twin(self, version_id: int) -> tuple[bytes, str] | None:
+        """A version's ONNX twin bytes and their recorded sha256, if it has one."""
+        row = self.session.get(OnnxTwin, version_id)
+        return None if row is None else (row.content, row.sha256)
+
+    def _twins(self, version_ids: list[int]) -> dict[int, OnnxTwinPublic]:
+        """What the API shows of these versions' twins (without reading their bytes)."""
+        rows = self.session.execute(
+            select(
+                OnnxTwin.version_id,
+                OnnxTwin.max_abs_diff,
+                OnnxTwin.sha256,
+                func.length(OnnxTwin.content),
+            ).where(OnnxTwin.version_id.in_(version_ids))
+        )
+        return {
+            version_id: OnnxTwinPublic(max_abs_diff=diff, sha256=sha256, size_bytes=int(size))
+            for version_id, diff, sha256, size in rows
+        }
+
     def artifact(self, version_id: int) -> bytes:
         """The stored bytes of a version."""
         data = self.repo.artifact(version_id)
@@ -303,10 +342,16 @@ class RegistryService:
         return row
 
     def _version_public(
-        self, model: Model, version: ModelVersion, aliases: dict[str, int] | None = None
+        self,
+        model: Model,
+        version: ModelVersion,
+        aliases: dict[str, int] | None = None,
+        twins: dict[int, OnnxTwinPublic] | None = None,
     ) -> VersionPublic:
         if aliases is None:
             aliases = dict(self.repo.aliases(model.id))
+        if twins is None:
+            twins = self._twins([version.id])
         return VersionPublic(
             model=model.name,
             version=version.number,
@@ -321,4 +366,5 @@ class RegistryService:
             description=version.description,
             aliases=sorted(a for a, n in aliases.items() if n == version.number),
             created_at=version.created_at,
+            onnx=twins.get(version.id),
         )

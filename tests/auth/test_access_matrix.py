@@ -139,6 +139,7 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
     ),
     ("GET", "/v1/predictions", Role.USER, lambda c, i: c.get("/v1/predictions")),
     ("GET", "/v1/audit", Role.ADMIN, lambda c, i: c.get("/v1/audit")),
+    ("GET", "/metrics", Role.ADMIN, lambda c, i: c.get("/metrics")),
     ("GET", "/v2", Role.USER, lambda c, i: c.get("/v2")),
     ("GET", "/v2/health/live", Role.USER, lambda c, i: c.get("/v2/health/live")),
     ("GET", "/v2/health/ready", Role.USER, lambda c, i: c.get("/v2/health/ready")),

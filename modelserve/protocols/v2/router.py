@@ -21,7 +21,8 @@ from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, valida
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import CallerDep, MaintainerDep, ModelNamePath, StateDep
-from modelserve.inference.router import PredictCaller
+from modelserve.inference.cache import cache_key
+from modelserve.inference.router import PredictCaller, serve
 from modelserve.inference.service import PredictCall
 from modelserve.lifecycle.routing import Target
 from modelserve.protocols.v2 import binary
@@ -179,9 +180,7 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
     call = PredictCall(
         target, payload, payload_error, request_id, started, caller, "v2", choice=choice
     )
-    served = await anyio.to_thread.run_sync(
-        state.inference.predict, call, limiter=state.model_threads
-    )
+    served = await serve(state, call)  # a batched request waits for its batch on no thread
     assert decoded is not None  # a payload error was raised by predict
     body = InferenceResponse(
         model_name=served.version.model_name,
@@ -273,8 +272,8 @@ async def repository_index(
         RepositoryModel(
             name=v.model_name,
             version=str(v.number),
-            state="READY" if v.version_id in state.cache else "UNAVAILABLE",
-            reason="" if v.version_id in state.cache else "not loaded",
+            state="READY" if cache_key(v) in state.cache else "UNAVAILABLE",
+            reason="" if cache_key(v) in state.cache else "not loaded",
         )
         for v in models
         if caller.may_use_model(v.model_name)
