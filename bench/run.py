@@ -140,26 +140,25 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
-def rss_bytes(pid: int) -> int | None:
-    """VmRSS of a process, from /proc/<pid>/status."""
+def _proc_kib_field(path: str, key: str) -> int | None:
+    """A ``Key:   N kB`` line of a /proc file, in bytes (None once the process is gone)."""
     try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+        for line in Path(path).read_text().splitlines():
+            if line.startswith(key):
                 return int(line.split()[1]) * 1024
     except OSError:
         return None
     return None
+
+
+def rss_bytes(pid: int) -> int | None:
+    """VmRSS of a process, from /proc/<pid>/status."""
+    return _proc_kib_field(f"/proc/{pid}/status", "VmRSS:")
 
 
 def pss_bytes(pid: int) -> int | None:
     """Proportional set size (shared pages split between the processes sharing them)."""
-    try:
-        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-            if line.startswith("Pss:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
+    return _proc_kib_field(f"/proc/{pid}/smaps_rollup", "Pss:")
 
 
 def process_memory(pids: list[int]) -> list[dict[str, Any]]:

@@ -8,6 +8,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.ensemble import (
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+    RandomForestClassifier,
+)
 from sklearn.pipeline import Pipeline
 
 from modelserve.core.errors import ValidationFailed
@@ -16,6 +21,17 @@ from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
+
+# Classifiers whose own ``predict`` is literally ``classes_.take(argmax(predict_proba(X)))``.
+# For them the label comes from the probabilities already computed instead of a second pass
+# through the model, which halves the model's cost per request. Exact types only: a subclass may
+# redefine predict. (Logistic regression and single trees are left out: their predict argmaxes
+# other scores, which can tie differently after rounding.)
+ARGMAX_CLASSIFIERS: tuple[type[Any], ...] = (
+    RandomForestClassifier,
+    ExtraTreesClassifier,
+    HistGradientBoostingClassifier,
+)
 
 
 @dataclass(frozen=True)
@@ -47,6 +63,7 @@ class Predictor:
         if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
             self._preprocess = estimator[:-1]
             self._final = estimator.steps[-1][1]
+        self.labels_from_proba = self.with_proba and type(self._final) in ARGMAX_CLASSIFIERS
 
     def model_input(self, batch: ValidatedBatch) -> Any:
         """The object handed to the estimator: a DataFrame or a float matrix."""
@@ -62,10 +79,13 @@ class Predictor:
             features = self.model_input(batch)
             if self._preprocess is not None:
                 features = self._preprocess.transform(features)
-            raw = np.asarray(getattr(self._final, PREDICT)(features))
             matrix = None
             if self.with_proba:
                 matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
+            if self.labels_from_proba and matrix is not None:
+                raw = np.asarray(self._final.classes_).take(np.argmax(matrix, axis=1), axis=0)
+            else:
+                raw = np.asarray(getattr(self._final, PREDICT)(features))
         _refuse_non_finite(raw, matrix)
         probabilities = None
         if matrix is not None:
