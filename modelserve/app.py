@@ -140,13 +140,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
+    # Starlette tries routes in order: the prediction routes, the hot path, go first.
     routers = (
+        predict_router,
         health_router,
         auth_router,
         users_router,
         registry_router,
         lifecycle_router,
-        predict_router,
         predictions_router,
         audit_router,
         v2_router,

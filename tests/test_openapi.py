@@ -35,3 +35,26 @@ def test_docs_can_be_switched_off(make_client: Any) -> None:
     with make_client(docs_enabled=False) as client:
         assert client.get("/docs").status_code == 404
         assert client.get("/openapi.json").status_code == 404
+
+
+def test_prediction_routes_declare_the_same_security_as_the_rest(client: TestClient) -> None:
+    # The prediction routes authenticate in one dependency of their own (the hot path) and state
+    # their security by hand; it must match what FastAPI derives for every other route.
+    paths: dict[str, Any] = client.get("/openapi.json").json()["paths"]
+    expected = paths["/v1/models"]["get"]["security"]
+    assert expected
+    hot = [
+        (path, operation)
+        for path, operations in paths.items()
+        for method, operation in operations.items()
+        if method == "post" and path.endswith(("/predict", "/infer"))
+    ]
+    assert len(hot) == 5
+    for path, operation in hot:
+        assert operation["security"] == expected, path
+        anonymous = client.post(
+            path.replace("{name}", "m").replace("{version}", "1").replace("{alias}", "a"),
+            headers={"X-API-Key": ""},
+            json={},
+        )
+        assert anonymous.status_code == 401, (path, anonymous.text)

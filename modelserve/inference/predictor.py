@@ -8,11 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-)
 from sklearn.pipeline import Pipeline
 
 from modelserve.core.errors import ValidationFailed
@@ -22,16 +17,27 @@ from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
 
-# Classifiers whose own ``predict`` is literally ``classes_.take(argmax(predict_proba(X)))``.
-# For them the label comes from the probabilities already computed instead of a second pass
-# through the model, which halves the model's cost per request. Exact types only: a subclass may
-# redefine predict. (Logistic regression and single trees are left out: their predict argmaxes
-# other scores, which can tie differently after rounding.)
-ARGMAX_CLASSIFIERS: tuple[type[Any], ...] = (
-    RandomForestClassifier,
-    ExtraTreesClassifier,
-    HistGradientBoostingClassifier,
-)
+
+def labels_are_argmax_of_proba(estimator: Any) -> bool:
+    """Whether ``estimator.predict`` is literally ``classes_.take(argmax(predict_proba(X)))``:
+    random and extra-trees forests and histogram gradient boosting. Their labels can then come
+    from the probabilities already computed instead of a second pass through the model, which
+    halves its cost per request. Exact types only (a subclass may redefine predict); logistic
+    regression and single trees are left out, as their predict argmaxes other scores, which can
+    tie differently after rounding."""
+    if not type(estimator).__module__.startswith("sklearn.ensemble."):
+        return False  # and sklearn.ensemble need not be imported for other models
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
+
+    return type(estimator) in (
+        RandomForestClassifier,
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,7 +69,7 @@ class Predictor:
         if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
             self._preprocess = estimator[:-1]
             self._final = estimator.steps[-1][1]
-        self.labels_from_proba = self.with_proba and type(self._final) in ARGMAX_CLASSIFIERS
+        self.labels_from_proba = self.with_proba and labels_are_argmax_of_proba(self._final)
 
     def model_input(self, batch: ValidatedBatch) -> Any:
         """The object handed to the estimator: a DataFrame or a float matrix."""

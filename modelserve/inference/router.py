@@ -17,7 +17,7 @@ from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import CallerDep, ModelNamePath, StateDep
+from modelserve.deps import SECURITY_OPENAPI, ModelNamePath, request_caller
 from modelserve.inference.schemas import PredictResponse, predict_request_schema
 from modelserve.inference.service import PredictCall, Served
 from modelserve.lifecycle.routing import Target
@@ -28,16 +28,20 @@ router = APIRouter(prefix="/v1/models", tags=["predict"], responses=ERROR_RESPON
 _ROUTE: dict[str, Any] = {
     "response_model": PredictResponse,
     "openapi_extra": {
+        "security": SECURITY_OPENAPI,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": predict_request_schema()}},
-        }
+        },
     },
 }
 
 
-async def quota_caller(caller: CallerDep, state: StateDep) -> Caller:
+async def quota_caller(
+    caller: Annotated[Caller, Depends(request_caller)], request: Request
+) -> Caller:
     """The caller, after counting the request against their API key's quota, if it has one."""
+    state: AppState = request.app.state.modelserve
     if caller.key_quota is not None:
         await anyio.to_thread.run_sync(
             partial(
@@ -72,7 +76,8 @@ async def serve(state: AppState, call: PredictCall) -> Served:
     return await asyncio.wrap_future(pending)
 
 
-async def _predict(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
+async def _predict(request: Request, caller: Caller, target: Target) -> Response:
+    state: AppState = request.app.state.modelserve
     caller.require_model(target.name)
     started = time.perf_counter()
     request_id = uuid.uuid4()
@@ -96,11 +101,9 @@ async def _predict(request: Request, state: StateDep, caller: Caller, target: Ta
 
 
 @router.post("/{name}/predict", summary="Predict with the default version", **_ROUTE)
-async def predict_default(
-    name: ModelNamePath, request: Request, state: StateDep, caller: PredictCaller
-) -> Response:
+async def predict_default(name: ModelNamePath, request: Request, caller: PredictCaller) -> Response:
     """Predict with the ``production`` alias if set, else the latest version."""
-    return await _predict(request, state, caller, Target(name))
+    return await _predict(request, caller, Target(name))
 
 
 @router.post("/{name}/versions/{version}/predict", summary="Predict with a version", **_ROUTE)
@@ -108,11 +111,10 @@ async def predict_version(
     name: ModelNamePath,
     version: Annotated[int, Path(ge=1, le=MAX_ID)],
     request: Request,
-    state: StateDep,
     caller: PredictCaller,
 ) -> Response:
     """Predict with one numbered version."""
-    return await _predict(request, state, caller, Target(name, version=version))
+    return await _predict(request, caller, Target(name, version=version))
 
 
 @router.post("/{name}/aliases/{alias}/predict", summary="Predict with an alias", **_ROUTE)
@@ -120,8 +122,7 @@ async def predict_alias(
     name: ModelNamePath,
     alias: Annotated[str, Path(min_length=1, max_length=64)],
     request: Request,
-    state: StateDep,
     caller: PredictCaller,
 ) -> Response:
     """Predict with the version an alias points at."""
-    return await _predict(request, state, caller, Target(name, alias=alias))
+    return await _predict(request, caller, Target(name, alias=alias))

@@ -20,7 +20,13 @@ from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
 from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import CallerDep, MaintainerDep, ModelNamePath, StateDep
+from modelserve.deps import (
+    SECURITY_OPENAPI,
+    CallerDep,
+    MaintainerDep,
+    ModelNamePath,
+    StateDep,
+)
 from modelserve.inference.cache import cache_key
 from modelserve.inference.router import PredictCaller, serve
 from modelserve.inference.service import PredictCall
@@ -234,10 +240,11 @@ _INFER: dict[str, Any] = {
         }
     },
     "openapi_extra": {
+        "security": SECURITY_OPENAPI,
         "requestBody": {
             "required": True,
             "content": {"application/json": {"schema": InferenceRequest.model_json_schema()}},
-        }
+        },
     },
 }
 
