@@ -35,3 +35,20 @@ def test_readyz_503_when_database_unreachable(tmp_path: Path) -> None:
         response = client.get("/readyz")
     assert response.status_code == 503
     assert response.json()["details"]["database"].startswith("unreachable")
+
+
+def test_v2_health_is_public_like_healthz(anon: TestClient) -> None:
+    # Orchestrators probe without credentials, as they do /healthz and /readyz.
+    assert anon.get("/v2/health/live").json() == {"live": True}
+    ready = anon.get("/v2/health/ready")
+    assert (ready.status_code, ready.json()) == (200, {"ready": True})
+    assert anon.get("/v2").status_code == 401
+
+
+def test_v2_ready_503_when_not_migrated(empty_database_url: str, tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, database_url=empty_database_url)
+    with TestClient(create_app(settings)) as client:
+        live = client.get("/v2/health/live")
+        ready = client.get("/v2/health/ready")
+    assert (live.status_code, live.json()) == (200, {"live": True})
+    assert (ready.status_code, ready.json()) == (503, {"ready": False})

@@ -251,9 +251,11 @@ async def _data_error_handler(request: Request, exc: Exception) -> Response:
     return _respond(request, 422, body)
 
 
-async def _unhandled_handler(_: Request, exc: Exception) -> Response:
+async def _unhandled_handler(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
-    return error_response(500, ErrorBody(code="internal_error", message="Internal server error."))
+    return _respond(
+        request, 500, ErrorBody(code="internal_error", message="Internal server error.")
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:

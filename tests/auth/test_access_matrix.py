@@ -29,6 +29,8 @@ from modelserve.users.service import UserService
 PUBLIC = {
     ("GET", "/healthz"),
     ("GET", "/readyz"),
+    ("GET", "/v2/health/live"),
+    ("GET", "/v2/health/ready"),
     ("POST", "/v1/auth/token"),
     ("POST", "/v1/auth/refresh"),
     ("POST", "/v1/auth/logout"),
@@ -141,8 +143,6 @@ MATRIX: list[tuple[str, str, Role, Call]] = [
     ("GET", "/v1/audit", Role.ADMIN, lambda c, i: c.get("/v1/audit")),
     ("GET", "/metrics", Role.ADMIN, lambda c, i: c.get("/metrics")),
     ("GET", "/v2", Role.USER, lambda c, i: c.get("/v2")),
-    ("GET", "/v2/health/live", Role.USER, lambda c, i: c.get("/v2/health/live")),
-    ("GET", "/v2/health/ready", Role.USER, lambda c, i: c.get("/v2/health/ready")),
     ("GET", "/v2/models/{name}", Role.USER, lambda c, i: c.get("/v2/models/iris")),
     (
         "GET",

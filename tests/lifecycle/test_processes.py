@@ -180,3 +180,52 @@ def test_a_starting_process_warms_aliased_versions(database_url: str, tmp_path: 
     with running_server(database_url, tmp_path / "second") as (second, _):
         index = httpx.post(f"{second}/v2/repository/index", json={}, headers=headers).json()
         assert [(m["name"], m["version"], m["state"]) for m in index] == [("iris", "1", "READY")]
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])
+def test_postgresql_pushes_changes_with_notify_not_the_poll(
+    backend: str, database_url: str, tmp_path: Path
+) -> None:
+    # With the poll at its slowest (5 s), only LISTEN/NOTIFY can bring a registration and an
+    # alias move to the other process within the bound.
+    db = Database(database_url, pool_size=1)
+    headers = {"X-API-Key": create_key(db, create_user(db, "ops", Role.ADMIN))}
+    db.dispose()
+    env = {"secret_key": secrets.token_urlsafe(32), "registry_poll_seconds": "5"}
+    with ExitStack() as stack:
+        a, _ = stack.enter_context(running_server(database_url, tmp_path / "a", **env))
+        b, _ = stack.enter_context(running_server(database_url, tmp_path / "b", **env))
+        body = {"instances": [iris_instance()]}
+        register(a, headers, fit_iris(), alias="production")
+        registered = time.monotonic()
+        response = _first_success(b, headers, body, deadline=registered + 30)
+        assert time.monotonic() - registered < PROPAGATION_BOUND_SECONDS
+        assert response.json()["version"] == 1
+        register(a, headers, weak_iris())
+        moved = httpx.put(
+            f"{a}/v1/models/iris/aliases/production",
+            json={"version": 2},
+            headers=headers,
+            timeout=60,
+        )
+        assert moved.status_code == 200, moved.text
+        done = time.monotonic()
+        while time.monotonic() < done + 30:
+            answer = httpx.post(f"{b}/v1/models/iris/predict", json=body, headers=headers)
+            assert answer.status_code == 200, answer.text
+            if answer.json()["version"] == 2:
+                break
+            time.sleep(0.01)
+        assert time.monotonic() - done < PROPAGATION_BOUND_SECONDS
+
+
+def _first_success(
+    base: str, headers: dict[str, str], body: dict[str, Any], deadline: float
+) -> httpx.Response:
+    while time.monotonic() < deadline:
+        response = httpx.post(f"{base}/v1/models/iris/predict", json=body, headers=headers)
+        if response.status_code == 200:
+            return response
+        assert response.status_code == 404, response.text
+        time.sleep(0.01)
+    raise AssertionError(f"{base} never served the model")

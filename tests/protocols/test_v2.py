@@ -208,6 +208,11 @@ def test_tritonclient_against_a_real_server(
     ]
     result = client.infer("iris", [tensor_input], outputs=outputs, headers=auth, request_id="req-1")
     assert result.get_response()["id"] == "req-1"
+    for name in ("predict", "predict_proba"):
+        # as_numpy reads JSON data too: check the server really answered in the chosen form.
+        output = result.get_output(name)
+        assert ("data" in output) is not binary, output
+        assert ("binary_data_size" in output.get("parameters", {})) is binary, output
     labels = [
         label.decode() if isinstance(label, bytes) else label
         for label in result.as_numpy("predict").tolist()

@@ -68,16 +68,17 @@ async def server_metadata(_: CallerDep) -> ServerMetadata:
 
 
 @router.get("/health/live", response_model=Live, summary="Server live")
-async def live(_: CallerDep) -> Live:
-    """The process is up."""
+async def live() -> Live:
+    """The process is up. Public, like ``/healthz``: orchestrators probe without credentials."""
     return Live(live=True)
 
 
 @router.get(
     "/health/ready", response_model=Ready, summary="Server ready", responses={503: {"model": Ready}}
 )
-async def ready(state: StateDep, _: CallerDep) -> Response:
-    """Ready when the database answers at the newest migration."""
+async def ready(state: StateDep) -> Response:
+    """Ready when the database answers at the newest migration (the lifespan has warmed the
+    aliased versions before the server accepts requests). Public, like ``/readyz``."""
     ok = await anyio.to_thread.run_sync(_database_ready, state)
     return ORJSONResponse({"ready": ok}, status_code=200 if ok else 503)
 
