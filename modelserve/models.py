@@ -11,7 +11,14 @@ from modelserve.lifecycle.models import (
     WarmupRequest,
 )
 from modelserve.predictions.models import Prediction
-from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion, OnnxTwin
+from modelserve.registry.models import (
+    Model,
+    ModelAlias,
+    ModelArtifact,
+    ModelVersion,
+    OnnxTwin,
+    ServingForm,
+)
 from modelserve.users.models import User
 
 metadata = Base.metadata
@@ -30,6 +37,7 @@ __all__ = [
     "RefreshToken",
     "RegistryState",
     "ServerInstance",
+    "ServingForm",
     "TrafficPolicy",
     "User",
     "VersionReadiness",

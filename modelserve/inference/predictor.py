@@ -4,7 +4,7 @@ probabilities out."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,6 +13,9 @@ from sklearn.pipeline import Pipeline
 from modelserve.core.errors import ValidationFailed
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
+
+if TYPE_CHECKING:  # column_blocks verifies against this module's callers: no runtime import
+    from modelserve.inference.column_blocks import ColumnBlocks
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
@@ -51,7 +54,16 @@ class PredictionResult:
 class Predictor:
     """Runs one immutable model version. Call only from worker threads, never the event loop."""
 
-    def __init__(self, estimator: Any, schema: InputSchema, output: OutputSpec) -> None:
+    def __init__(
+        self,
+        estimator: Any,
+        schema: InputSchema,
+        output: OutputSpec,
+        *,
+        blocks: ColumnBlocks | None = None,
+    ) -> None:
+        """``blocks``: the verified numpy form of the pipeline's first step, a ColumnTransformer
+        (``column_blocks.verified_blocks``), run instead of it."""
         self.estimator = estimator
         self.schema = schema
         self.output = output
@@ -70,6 +82,22 @@ class Predictor:
             self._preprocess = estimator[:-1]
             self._final = estimator.steps[-1][1]
         self.labels_from_proba = self.with_proba and labels_are_argmax_of_proba(self._final)
+        self._blocks = blocks
+        self._after_blocks: Any = None
+        if blocks is not None and len(estimator.steps) > 2:
+            self._after_blocks = estimator[1:-1]
+
+    def _features(self, batch: ValidatedBatch) -> Any:
+        """What the final estimator is given: the batch through the pipeline's preprocessing."""
+        if self._blocks is not None:
+            features = self._blocks.transform(batch.columns)
+            if self._after_blocks is not None:
+                features = self._after_blocks.transform(features)
+            return features
+        features = self.model_input(batch)
+        if self._preprocess is not None:
+            features = self._preprocess.transform(features)
+        return features
 
     def model_input(self, batch: ValidatedBatch) -> Any:
         """The object handed to the estimator: a DataFrame or a float matrix."""
@@ -82,9 +110,7 @@ class Predictor:
         # Extreme (but schema-valid) inputs can overflow inside a model; rows whose output is not
         # finite are refused below rather than answered with nulls.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            features = self.model_input(batch)
-            if self._preprocess is not None:
-                features = self._preprocess.transform(features)
+            features = self._features(batch)
             matrix = None
             if self.with_proba:
                 matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)

@@ -19,13 +19,14 @@ from modelserve.core.db import Database
 from modelserve.core.errors import AppError, ArtifactIntegrityError, v2_status
 from modelserve.inference.batching import Batcher, Batchers
 from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
+from modelserve.inference.column_blocks import verified_blocks
 from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
 from modelserve.inference.predictor import PredictionResult, Predictor
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
-from modelserve.registry.loaders import ArtifactFormat, load_artifact
+from modelserve.registry.loaders import ArtifactFormat, LoadedArtifact, load_artifact
 from modelserve.registry.probe import probe_instances
 from modelserve.registry.schemas import ModelsPublic
 from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
@@ -225,20 +226,37 @@ class InferenceService:
                 )
             else:
                 return LoadedVersion(version.version_id, validator, predictor, runtime="onnx")
-        with self.db.sessions() as session:
-            data = RegistryService(session).artifact(version.version_id)
-        if sha256_hex(data) != version.sha256:
-            raise ArtifactIntegrityError(
-                f"Artifact of {version.model_name} v{version.number} does not match its sha256; "
-                "refusing to load it.",
-                details={"expected_sha256": version.sha256},
-            )
-        loaded = load_artifact(data, cast(ArtifactFormat, version.format))
+        loaded = self._load_estimator(version)
         return LoadedVersion(
             version_id=version.version_id,
             validator=validator,
-            predictor=Predictor(loaded.estimator, version.input_schema, version.output),
+            predictor=Predictor(
+                loaded.estimator,
+                version.input_schema,
+                version.output,
+                blocks=verified_blocks(loaded.estimator, version.input_schema),
+            ),
         )
+
+    def _load_estimator(self, version: ResolvedVersion) -> LoadedArtifact:
+        """The version's estimator: from its serving form when it has one (a skops version;
+        loads without importing skops), else from its artifact; both checked against their
+        sha256 and loaded by the safe loaders."""
+        with self.db.sessions() as session:
+            registry = RegistryService(session)
+            form = registry.serving_form(version.version_id)
+            if form is None:
+                data, sha256, fmt = registry.artifact(version.version_id), version.sha256, None
+            else:
+                (data, sha256), fmt = form, "joblib"
+        if sha256_hex(data) != sha256:
+            what = "Artifact" if form is None else "Serving form"
+            raise ArtifactIntegrityError(
+                f"{what} of {version.model_name} v{version.number} does not match its sha256; "
+                "refusing to load it.",
+                details={"expected_sha256": sha256},
+            )
+        return load_artifact(data, cast(ArtifactFormat, fmt or version.format))
 
     def warm(self, version: ResolvedVersion) -> None:
         """Load ``version`` and have it answer a probe prediction (so its first request is not

@@ -37,7 +37,6 @@ from typing import IO, Any, Literal, get_args
 import joblib
 import numpy as np
 import scipy.sparse
-import skops.io
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 from sklearn.exceptions import InconsistentVersionWarning
@@ -136,8 +135,25 @@ def load_artifact(data: bytes, fmt: ArtifactFormat) -> LoadedArtifact:
 
 def dump_skops(estimator: Any) -> bytes:
     """Serialise ``estimator`` with skops."""
+    import skops.io
+
     data: bytes = skops.io.dumps(estimator)
     return data
+
+
+def serving_form(estimator: Any) -> bytes | None:
+    """``estimator`` (which a safe loader produced) as an uncompressed joblib file that the
+    restricted unpickler loads back, or None when it would refuse it. Loading it needs no
+    skops: ``import skops.io`` imports every scikit-learn estimator module, about half of a
+    server's start-up time."""
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer, compress=0)
+    content = buffer.getvalue()
+    try:
+        load_artifact(content, "joblib")
+    except (UnsafeArtifact, InvalidArtifact):
+        return None
+    return content
 
 
 def _load_predictor(loader: Callable[[bytes], Any], data: bytes, fmt: str) -> Any:
@@ -159,6 +175,8 @@ def _load_predictor(loader: Callable[[bytes], Any], data: bytes, fmt: str) -> An
 
 
 def _load_skops(data: bytes) -> Any:
+    import skops.io  # here, not at import time: see serving_form
+
     untrusted = sorted(skops.io.get_untrusted_types(data=data))
     refused = [name for name in untrusted if name not in _SKOPS_VETTED_TYPES]
     if refused:

@@ -90,6 +90,20 @@ class OnnxTwin(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
+class ServingForm(Base):
+    """A skops version re-serialised for the restricted unpickler at registration, from the
+    object skops loaded safely: it loads without importing skops, whose import (every
+    scikit-learn estimator module) costs more than the rest of a server's start."""
+
+    __tablename__ = "model_serving_forms"
+
+    version_id: Mapped[int] = mapped_column(
+        ForeignKey("model_versions.id", ondelete="CASCADE"), primary_key=True
+    )
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 class ModelAlias(Base):
     """A movable name (``production``, ``staging``...) pointing at one version of a model."""
 

@@ -17,8 +17,13 @@ from modelserve.core.errors import InvalidArtifact, NotFound
 from modelserve.lifecycle.changes import announce
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
-from modelserve.registry.loaders import ArtifactFormat, detect_format, load_artifact
-from modelserve.registry.models import Model, ModelVersion, OnnxTwin
+from modelserve.registry.loaders import (
+    ArtifactFormat,
+    detect_format,
+    load_artifact,
+    serving_form,
+)
+from modelserve.registry.models import Model, ModelVersion, OnnxTwin, ServingForm
 from modelserve.registry.onnx import attempt_twin
 from modelserve.registry.repository import RegistryRepository
 from modelserve.registry.schemas import (
@@ -123,6 +128,7 @@ class RegistryService:
         output = probe.describe_output(loaded.estimator, meta.input_schema)
         # Before any row is locked: converting and verifying takes from milliseconds to a second.
         onnx = attempt_twin(loaded.estimator, meta.input_schema, output)
+        form = serving_form(loaded.estimator) if fmt == "skops" else None
         env = self._environment(environment, meta, loaded.trained_sklearn_version)
         model = self._get_or_create_model(meta.name)
         version = ModelVersion(
@@ -138,6 +144,10 @@ class RegistryService:
             description=meta.description,
         )
         self.repo.add_version(version, data)
+        if form is not None:
+            self.session.add(
+                ServingForm(version_id=version.id, content=form, sha256=sha256_hex(form))
+            )
         if onnx.twin is not None:
             twin = onnx.twin
             self.session.add(
@@ -305,6 +315,11 @@ class RegistryService:
     def onnx_twin(self, version_id: int) -> tuple[bytes, str] | None:
         """A version's ONNX twin bytes and their recorded sha256, if it has one."""
         row = self.session.get(OnnxTwin, version_id)
+        return None if row is None else (row.content, row.sha256)
+
+    def serving_form(self, version_id: int) -> tuple[bytes, str] | None:
+        """A skops version's serving form (restricted-unpickler bytes) and its sha256, if any."""
+        row = self.session.get(ServingForm, version_id)
         return None if row is None else (row.content, row.sha256)
 
     def _twins(self, version_ids: list[int]) -> dict[int, OnnxTwinPublic]:

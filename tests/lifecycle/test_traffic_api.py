@@ -23,7 +23,7 @@ from sklearn.linear_model import LogisticRegression
 from sqlalchemy import update
 
 from modelserve.core.db import Database
-from modelserve.registry.models import ModelArtifact, ModelVersion
+from modelserve.registry.models import ModelArtifact, ModelVersion, ServingForm
 
 
 def fit_weak_iris() -> LogisticRegression:
@@ -178,9 +178,8 @@ def test_version_that_fails_to_load_never_takes_traffic(client: TestClient, db: 
     two_versions(client)
     with db.transaction() as session:
         v2 = session.query(ModelVersion).filter_by(number=2).one()
-        session.execute(
-            update(ModelArtifact).where(ModelArtifact.version_id == v2.id).values(content=b"x")
-        )
+        for table in (ModelArtifact, ServingForm):  # everything v2 could load from
+            session.execute(update(table).where(table.version_id == v2.id).values(content=b"x"))
     moved = client.put("/v1/models/iris/aliases/production", json={"version": 2})
     assert moved.status_code == 409
     assert moved.json()["code"] == "warmup_failed"
