@@ -84,6 +84,17 @@ READY_TIMEOUT = 120.0
 WARMUP_REQUESTS = 200
 MIB = 1024 * 1024
 FLOOR_TARGET = (1.0, 1.5)  # throughput ratio at least, p99 ratio at most
+BATCH_TARGET = 0.5  # rows/s of 100-row requests against in-process predict_proba, at least
+BATCHING_TARGET = 2.0  # throughput with adaptive batching on against off, at least
+LOGGING_TARGET = 0.9  # throughput with the PostgreSQL log on against off, at least
+STARTUP_TARGET_S = 2.0  # spawn to /readyz 200 with one small model, under
+
+
+def at_least(target: float) -> Callable[[Row], bool | None]:
+    """A judge: the row's throughput ratio to its baseline is at least ``target``."""
+    return lambda row: None if row.ratio is None else row.ratio >= target
+
+
 SATURATED_CPU = 90.0
 console = Console()
 if not console.is_terminal and "COLUMNS" not in os.environ:
@@ -883,6 +894,9 @@ def group_startup(bench: Bench) -> None:
             "rss_runs_mib": [r / MIB for r in rss[label]],
         }
         bench.startup.append(entry)
+        if label == "modelserve":
+            entry["target"] = f"< {STARTUP_TARGET_S:.0f} s"
+            entry["met"] = entry["ready_s"] < STARTUP_TARGET_S
         console.print(
             f"  {label}: spawn to ready {entry['ready_s']:.2f} s (runs: "
             f"{', '.join(f'{r:.2f}' for r in ready[label])}), RSS after {WARMUP_REQUESTS} "
@@ -1009,7 +1023,14 @@ def group_batch(bench: Bench) -> None:
         run_arms(bench, arms)
     for arm in arms:
         finish(
-            bench, "batch", arm, baseline=baseline, baseline_name="in-process", compare_p99=False
+            bench,
+            "batch",
+            arm,
+            baseline=baseline,
+            baseline_name="in-process",
+            compare_p99=False,
+            target=f"≥{BATCH_TARGET:.1f}x",
+            judge=at_least(BATCH_TARGET),
         )
 
 
@@ -1119,7 +1140,16 @@ def group_batching(bench: Bench) -> None:
             put_serving(client, "hgb", {"runtime": "sklearn", "batching": None})
     off = finish(bench, "batching", arms[0])
     note = f"max_batch_size {settings['max_batch_size']}, max_wait_ms {settings['max_wait_ms']}"
-    finish(bench, "batching", arms[1], baseline=off, baseline_name="batching off", note=note)
+    finish(
+        bench,
+        "batching",
+        arms[1],
+        baseline=off,
+        baseline_name="batching off",
+        note=note,
+        target=f"≥{BATCHING_TARGET:.1f}x",
+        judge=at_least(BATCHING_TARGET),
+    )
 
 
 def pg_urls(admin_url: str, database: str) -> tuple[str, str]:
@@ -1203,7 +1233,16 @@ def group_logging(bench: Bench) -> None:
     if off is not None and off.rps and arms[1].results:
         on_rps = combine(arms[1].results)[0].rps
         notes.append(f"logging costs {100 * (1 - on_rps / off.rps):.1f}% req/s")
-    finish(bench, "logging", arms[1], baseline=off, baseline_name="log off", note="; ".join(notes))
+    finish(
+        bench,
+        "logging",
+        arms[1],
+        baseline=off,
+        baseline_name="log off",
+        note="; ".join(notes),
+        target=f"≥{LOGGING_TARGET:.1f}x",
+        judge=at_least(LOGGING_TARGET),
+    )
 
 
 def group_workers(bench: Bench) -> None:
@@ -1305,12 +1344,22 @@ def startup_table(entries: list[dict[str, Any]]) -> Table:
     table.add_column("spawn → /readyz 200 s", justify="right")
     table.add_column("RSS MiB", justify="right")
     table.add_column("RSS vs floor", justify="right")
+    table.add_column("target")
+    table.add_column("met?")
     floor = next((e for e in entries if e["server"] == "floor"), None)
     for entry in entries:
         vs = ""
         if floor and entry is not floor:
             vs = f"{entry['rss_mib'] / floor['rss_mib']:.2f}x"
-        table.add_row(entry["server"], f"{entry['ready_s']:.2f}", f"{entry['rss_mib']:.0f}", vs)
+        met = {True: "yes", False: "[red]no[/]"}.get(entry["met"], "") if "met" in entry else ""
+        table.add_row(
+            entry["server"],
+            f"{entry['ready_s']:.2f}",
+            f"{entry['rss_mib']:.0f}",
+            vs,
+            entry.get("target", ""),
+            met,
+        )
         for process in entry.get("processes", []):
             name = f"{process['role']} {process['pid']} (PSS {process['pss_mib']:.0f} MiB)"
             table.add_row(f"  [dim]{name}[/]", "", f"[dim]{process['rss_mib']:.0f}[/]", "")

@@ -57,7 +57,7 @@ def open_state(settings: Settings) -> AppState:
     )
     log = PredictionLog(db, log_writer, enabled=settings.prediction_log)
     inference = InferenceService(db, cache, log, settings)
-    inference.shadows = ShadowRunner(inference)
+    inference.shadows = ShadowRunner(inference, backlog=settings.shadow_backlog)
     watcher = RegistryWatcher(
         db,
         inference.routes,
@@ -86,7 +86,7 @@ def open_state(settings: Settings) -> AppState:
         watcher=watcher,
         lifecycle=LifecycleService(db, inference.warm, LifecycleSettings.of(settings)),
         log_writer=log_writer,
-        metrics=build_registry(log_writer),
+        metrics=build_registry(log_writer, inference),
     )
 
 

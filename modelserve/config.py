@@ -97,6 +97,12 @@ class Settings(BaseSettings):
         "only as the 'logging off' baseline of the throughput benchmark. Never turn it off in "
         "production.",
     )
+    shadow_backlog: int = Field(
+        default=256,
+        ge=1,
+        description="Shadow runs waiting per process; beyond it shadow runs are skipped (and "
+        "counted), so a slow shadow version never holds or fails the callers.",
+    )
     log_queue_size: int = Field(
         default=10_000,
         ge=1,

@@ -134,3 +134,16 @@ def create_key(db: Database, user_id: int, **options: Any) -> str:
             ApiKeyCreate(name=options.pop("name", "test"), **options), user_id, CLI_ACTOR
         )
     return created.key
+
+
+def metric_samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of GET /metrics, by (sample name, sorted labels)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    response = client.get("/metrics")
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }

@@ -45,6 +45,8 @@ linux_only = pytest.mark.skipif(
     not Path("/proc/net/tcp").exists(), reason="reads processes and sockets from /proc"
 )
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 # --- worker count, options -------------------------------------------------------------------
 
@@ -373,8 +375,13 @@ def test_recycled_workers_reload_the_model_and_keep_answering(
 @pytest.mark.slow
 @linux_only
 @pytest.mark.parametrize("backend", ["sqlite"])
+@pytest.mark.parametrize(
+    "config",
+    [["-c", "python:modelserve.server.gunicorn_conf"], []],
+    ids=["packaged-config", "checkout-gunicorn-conf-py"],
+)
 def test_plain_gunicorn_with_the_packaged_config(
-    empty_database_url: str, database: Database, tmp_path: Path
+    empty_database_url: str, database: Database, tmp_path: Path, config: list[str]
 ) -> None:
     port = free_port()
     env = os.environ | {
@@ -383,8 +390,9 @@ def test_plain_gunicorn_with_the_packaged_config(
         "MODELSERVE_PORT": str(port),
         "MODELSERVE_WORKERS": "2",
     }
-    command = [sys.executable, "-m", "gunicorn", "-c", "python:modelserve.server.gunicorn_conf"]
-    with spawned(command, env, tmp_path / "gunicorn.log") as master:
+    command = [sys.executable, "-m", "gunicorn", *config]
+    # Without -c, Gunicorn reads ./gunicorn.conf.py: the checkout's, beside pyproject.toml.
+    with spawned(command, env, tmp_path / "gunicorn.log", cwd=ROOT) as master:
         wait_for(
             lambda: ready(f"http://127.0.0.1:{port}", master), "/readyz (migrated by the master)"
         )
@@ -404,10 +412,12 @@ def ready(base: str, process: subprocess.Popen[bytes]) -> bool:
 
 @contextmanager
 def spawned(
-    command: list[str], env: dict[str, str], log_path: Path
+    command: list[str], env: dict[str, str], log_path: Path, cwd: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(command, env=env, stdout=log_file, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, env=env, stdout=log_file, stderr=subprocess.STDOUT, cwd=cwd
+        )
         try:
             yield process
         except BaseException:

@@ -92,6 +92,8 @@ class BatcherStats:
     """Merged calls that failed and were split up."""
     largest_batch: int
     """Most requests answered by one call."""
+    largest_rows: int
+    """Most rows in one call (at most ``max_batch_size``, or one larger request alone)."""
     queued: int
     """Requests waiting for a batch now."""
     reserved: int
@@ -115,6 +117,7 @@ class Batcher:
         self._merged_requests = 0
         self._fallbacks = 0
         self._largest = 0
+        self._largest_rows = 0
 
     @property
     def closed(self) -> bool:
@@ -184,6 +187,7 @@ class Batcher:
                 merged_requests=self._merged_requests,
                 fallbacks=self._fallbacks,
                 largest_batch=self._largest,
+                largest_rows=self._largest_rows,
                 queued=len(self._queue),
                 reserved=self._reserved,
             )
@@ -276,6 +280,7 @@ class Batcher:
                 self._merged_calls += 1
                 self._merged_requests += count
             self._largest = max(self._largest, count)
+            self._largest_rows = max(self._largest_rows, batch.n_rows)
         try:
             return predictor.predict(batch)
         except Exception as exc:

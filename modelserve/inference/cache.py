@@ -76,6 +76,10 @@ class ModelCache:
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
 
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
     def __contains__(self, key: object) -> bool:
         with self._lock:
             return key in self._entries

@@ -43,6 +43,35 @@ def labels_are_argmax_of_proba(estimator: Any) -> bool:
     )
 
 
+NEAR_TIE = 1e-9
+"""Top-two probability gap below which a logistic regression's label is asked of ``predict``."""
+
+
+def labels_follow_clear_proba(estimator: Any) -> bool:
+    """Whether ``estimator`` is a logistic regression: its probabilities are a monotonic map
+    of the scores ``predict`` argmaxes (softmax, or the logistic function of one score), so the
+    most probable class is the predicted one, except where rounding can tie the probabilities
+    of two classes whose scores differ; rows within ``NEAR_TIE`` are given to ``predict``.
+    Exact type only, like ``labels_are_argmax_of_proba``."""
+    if type(estimator).__module__ != "sklearn.linear_model._logistic":
+        return False
+    from sklearn.linear_model import LogisticRegression
+
+    return type(estimator) is LogisticRegression
+
+
+def _near_ties(matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """Row indices whose two largest probabilities are within ``NEAR_TIE``."""
+    if matrix.shape[1] < 2:
+        return np.empty(0, dtype=np.intp)
+    top = np.partition(matrix, -2, axis=1)[:, -2:]
+    return np.flatnonzero(top[:, 1] - top[:, 0] <= NEAR_TIE)
+
+
+def _rows(features: Any, rows: np.ndarray[Any, Any]) -> Any:
+    return features.iloc[rows] if hasattr(features, "iloc") else features[rows]
+
+
 @dataclass(frozen=True)
 class PredictionResult:
     """What a model returned for a batch, as JSON-ready Python values."""
@@ -82,6 +111,7 @@ class Predictor:
             self._preprocess = estimator[:-1]
             self._final = estimator.steps[-1][1]
         self.labels_from_proba = self.with_proba and labels_are_argmax_of_proba(self._final)
+        self.labels_from_clear_proba = self.with_proba and labels_follow_clear_proba(self._final)
         self._blocks = blocks
         self._after_blocks: Any = None
         if blocks is not None and len(estimator.steps) > 2:
@@ -114,8 +144,11 @@ class Predictor:
             matrix = None
             if self.with_proba:
                 matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
-            if self.labels_from_proba and matrix is not None:
+            if matrix is not None and (self.labels_from_proba or self.labels_from_clear_proba):
                 raw = np.asarray(self._final.classes_).take(np.argmax(matrix, axis=1), axis=0)
+                ties = _near_ties(matrix) if self.labels_from_clear_proba else None
+                if ties is not None and len(ties):
+                    raw[ties] = getattr(self._final, PREDICT)(_rows(features, ties))
             else:
                 raw = np.asarray(getattr(self._final, PREDICT)(features))
         _refuse_non_finite(raw, matrix)

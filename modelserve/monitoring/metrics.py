@@ -1,4 +1,5 @@
-"""Prometheus metrics of one server process, collected from live objects at scrape time."""
+"""Prometheus metrics of one server process (prediction log, model cache, adaptive batching,
+shadow runs), collected from live objects at scrape time."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
+from modelserve.inference.service import InferenceService
 from modelserve.predictions.writer import LogWriter
 
 PREFIX = "modelserve_prediction_log"
@@ -40,6 +42,7 @@ class PredictionLogCollector(Collector):
         )
         counters = (
             ("written", "Records written to the database from the queue.", s.written),
+            ("copied", "Of those, records written with COPY (PostgreSQL).", s.copied),
             (
                 "spilled",
                 "Records appended to the local spill file (queue full or database down).",
@@ -72,9 +75,64 @@ class PredictionLogCollector(Collector):
         )
 
 
-def build_registry(writer: LogWriter) -> CollectorRegistry:
+class InferenceCollector(Collector):
+    """The model cache, adaptive batching (per version and runtime) and shadow runs."""
+
+    def __init__(self, inference: InferenceService) -> None:
+        self.inference = inference
+
+    def collect(self) -> Iterator[Metric]:
+        """One sample per metric (and per batcher), read now."""
+        cache = self.inference.cache
+        yield GaugeMetricFamily("modelserve_models_loaded", "Versions loaded now.", len(cache))
+        yield CounterMetricFamily("modelserve_model_loads", "Versions loaded.", cache.loads)
+        shadows = self.inference.shadows
+        runs = CounterMetricFamily(
+            "modelserve_shadow_runs",
+            "Shadow predictions run (completed) or skipped because the backlog was full.",
+            labels=["outcome"],
+        )
+        runs.add_metric(["completed"], shadows.completed if shadows else 0)
+        runs.add_metric(["skipped"], shadows.skipped if shadows else 0)
+        yield runs
+        yield from self._batching()
+
+    def _batching(self) -> Iterator[Metric]:
+        labels = ["version_id", "runtime"]
+        families = {
+            name: CounterMetricFamily(f"modelserve_batching_{name}", doc, labels=labels)
+            for name, doc in (
+                ("requests", "Requests that went through adaptive batching."),
+                ("rows", "Rows of those requests."),
+                ("model_calls", "Model calls made for them."),
+                ("merged_calls", "Model calls that merged two or more requests."),
+                ("fallbacks", "Merged calls that failed and were re-run request by request."),
+            )
+        }
+        largest = GaugeMetricFamily(
+            "modelserve_batching_largest_batch", "Most requests merged in one call.", labels=labels
+        )
+        largest_rows = GaugeMetricFamily(
+            "modelserve_batching_largest_rows", "Most rows in one model call.", labels=labels
+        )
+        for (version_id, runtime), stats in sorted(self.inference.batchers.stats().items()):
+            key = [str(version_id), runtime]
+            families["requests"].add_metric(key, stats.requests)
+            families["rows"].add_metric(key, stats.rows)
+            families["model_calls"].add_metric(key, stats.model_calls)
+            families["merged_calls"].add_metric(key, stats.merged_calls)
+            families["fallbacks"].add_metric(key, stats.fallbacks)
+            largest.add_metric(key, stats.largest_batch)
+            largest_rows.add_metric(key, stats.largest_rows)
+        yield from families.values()
+        yield largest
+        yield largest_rows
+
+
+def build_registry(writer: LogWriter, inference: InferenceService) -> CollectorRegistry:
     """A registry of this app's metrics (not the global default one: a process, the tests
     above all, may run several apps)."""
     registry = CollectorRegistry()
     registry.register(PredictionLogCollector(writer))
+    registry.register(InferenceCollector(inference))
     return registry

@@ -43,6 +43,8 @@ class LogStats:
     queue_depth: int
     queue_capacity: int
     written: int
+    copied: int
+    """Of ``written``, records written with COPY (PostgreSQL)."""
     spilled: int
     spill_pending: int
     replayed: int
@@ -99,7 +101,7 @@ class LogWriter:
         self._next_replay = 0.0
         self._next_scan = 0.0
         self._db_down = False
-        self.written = self.replayed = self.adopted = 0
+        self.written = self.copied = self.replayed = self.adopted = 0
         self.failed_batches = self.batches = 0
         self.batch_seconds = 0.0
 
@@ -109,6 +111,7 @@ class LogWriter:
             queue_depth=self._queue.qsize(),
             queue_capacity=self._capacity,
             written=self.written,
+            copied=self.copied,
             spilled=self.spill.spilled,
             spill_pending=self.spill.pending,
             replayed=self.replayed,
@@ -329,6 +332,7 @@ class LogWriter:
                 if not _refused(exc):
                     raise
             else:
+                self.copied += len(records)
                 return len(records)
         return self._store(records)
 

@@ -17,6 +17,7 @@ from factories import (
     fit_iris,
     iris_frame,
     iris_schema,
+    metric_samples,
     register,
     register_iris,
     to_bytes,
@@ -152,6 +153,32 @@ def test_concurrent_requests_are_merged_and_each_answered_and_logged_once(
             "predictions": body["predictions"],
             "probabilities": body["probabilities"],
         }
+
+
+def test_a_merged_call_never_exceeds_max_batch_size_rows(client: TestClient) -> None:
+    register_iris(client)
+    batch_on(client, "iris", max_batch_size=4, max_wait_ms=1000)
+    batcher = batcher_of(client, "iris", 1)
+    requests = [rows([n * 9]) for n in range(16)]
+    with held_open(batcher):
+        responses = burst(client, "/v1/models/iris/predict", [{"instances": r} for r in requests])
+    for response, instances in zip(responses, requests, strict=True):
+        assert response.status_code == 200, response.text
+        assert_answers_like_sklearn(response.json(), instances)
+    stats = batcher.stats()
+    assert stats.merged_calls >= 1
+    assert stats.largest_rows == 4  # merged up to the bound, never past it
+    assert stats.model_calls >= 16 / 4
+    samples = metric_samples(client)
+    labels = (("runtime", "sklearn"), ("version_id", str(cache_key_of(client)[0])))
+    assert samples[("modelserve_batching_requests_total", labels)] == 16
+    assert samples[("modelserve_batching_rows_total", labels)] == 16
+    assert samples[("modelserve_batching_largest_rows", labels)] == 4
+    assert samples[("modelserve_batching_model_calls_total", labels)] == stats.model_calls
+
+
+def cache_key_of(client: TestClient) -> tuple[int, str]:
+    return cache_key(state_of(client).inference.resolve(Target("iris", version=1)))
 
 
 def test_a_row_with_a_non_finite_output_fails_only_its_own_request(client: TestClient) -> None:

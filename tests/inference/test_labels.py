@@ -1,7 +1,8 @@
 """Labels served for classifiers equal the estimator's own ``predict``, row for row.
 
-Forests and histogram gradient boosting get their labels from the probabilities the server
-already computed (one pass through the model, not two); this checks that shortcut, and the
+Forests, histogram gradient boosting and logistic regression get their labels from the
+probabilities the server already computed (one pass through the model, not two); this checks
+that shortcut (and its fallback at rounding ties), and the
 ordinary path for other classifiers, against scikit-learn on rows near the decision boundaries.
 """
 
@@ -61,3 +62,23 @@ def test_labels_equal_estimator_predict(client: TestClient, kind: str, dataset: 
     order = [str(c) for c in estimator.classes_]
     got = np.array([[p[c] for c in order] for p in served["probabilities"]])
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_logistic_labels_at_the_decision_boundary_are_predicts(client: TestClient) -> None:
+    # Logistic regression labels come from its probabilities, except where the top two are
+    # within rounding of each other: there argmax(predict_proba) and predict can disagree
+    # (scores of +-1e-15 both give [0.5, 0.5]), and the served label must be predict's.
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 1))
+    y = np.where(x[:, 0] + rng.normal(0, 0.5, 200) > 0.3, "yes", "no")
+    estimator = LogisticRegression().fit(x, y)
+    boundary = -estimator.intercept_[0] / estimator.coef_[0, 0]
+    rows = (boundary + np.arange(-60, 61) * np.spacing(boundary)).reshape(-1, 1)
+    rows = np.vstack([rows, rng.normal(size=(100, 1))])
+    by_proba = estimator.classes_[estimator.predict_proba(rows).argmax(axis=1)]
+    assert (by_proba != estimator.predict(rows)).any(), "the rows include a rounding tie"
+    schema = {"features": [{"name": "x", "type": "number"}]}
+    assert register(client, "m", to_bytes(estimator, "skops"), schema).status_code == 201
+    response = client.post("/v1/models/m/predict", json={"columns": ["x"], "data": rows.tolist()})
+    assert response.status_code == 200, response.text
+    assert response.json()["predictions"] == estimator.predict(rows).tolist()

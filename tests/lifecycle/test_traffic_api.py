@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -14,6 +15,7 @@ from factories import (
     fit_iris,
     iris_frame,
     iris_schema,
+    metric_samples,
     register,
     register_iris,
     to_bytes,
@@ -155,6 +157,53 @@ def test_shadow_failure_never_reaches_the_caller(client: TestClient) -> None:
     assert body["version"] == 1
     shadows = wait_for_shadows(client, 1)
     assert [(s["status"], s["http_status"]) for s in shadows] == [("invalid", 422)]
+
+
+def test_a_busy_shadow_never_holds_callers(client: TestClient) -> None:
+    two_versions(client)
+    assert client.put("/v1/models/iris/traffic", json={"shadow": {"version": 2}}).status_code == 200
+    shadows = client.app.state.modelserve.inference.shadows  # type: ignore[attr-defined]
+    gate = threading.Event()
+    # Occupy the real shadow thread: every shadow run now waits behind this one.
+    shadows._executor.submit(gate.wait, 60)
+    try:
+        for index in (0, 60, 120):
+            assert predict_as(client, client.headers["X-API-Key"], rows([index]))["version"] == 1
+        assert [e for e in log_entries(client) if e["shadow"]] == []
+    finally:
+        gate.set()
+    assert len(wait_for_shadows(client, 3)) == 3
+
+
+def test_a_full_shadow_backlog_skips_shadows_not_callers(make_client: Any) -> None:
+    with make_client(shadow_backlog=2) as client:
+        two_versions(client)
+        client.put("/v1/models/iris/traffic", json={"shadow": {"version": 2}})
+        shadows = client.app.state.modelserve.inference.shadows
+        gate = threading.Event()
+        shadows._executor.submit(gate.wait, 60)
+        try:
+            for index in range(5):
+                assert (
+                    predict_as(client, client.headers["X-API-Key"], rows([index]))["version"] == 1
+                )
+        finally:
+            gate.set()
+        assert len(wait_for_shadows(client, 2)) == 2
+        samples = metric_samples(client)
+        runs = {
+            outcome: samples[("modelserve_shadow_runs_total", (("outcome", outcome),))]
+            for outcome in ("completed", "skipped")
+        }
+        assert runs["skipped"] == 3
+        deadline = time.monotonic() + 30
+        while runs["completed"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            runs["completed"] = metric_samples(client)[
+                ("modelserve_shadow_runs_total", (("outcome", "completed"),))
+            ]
+        assert runs["completed"] == 2
+        assert len([e for e in log_entries(client) if e["shadow"]]) == 2
 
 
 def test_traffic_policy_errors(client: TestClient) -> None:

@@ -271,11 +271,23 @@ def test_metrics_need_an_admin_and_logging_can_be_switched_off_for_benchmarks(
         assert anonymous.get("/metrics").status_code == 401
 
 
+def test_postgresql_writes_with_copy_and_sqlite_with_insert(
+    backend: str, client: TestClient
+) -> None:
+    register_iris(client)
+    for _ in range(3):
+        response = client.post("/v1/models/iris/predict", json={"instances": INSTANCES[:2]})
+        assert response.status_code == 200
+    assert len(client.get("/v1/predictions").json()["data"]) == 3  # written, after a flush
+    assert metric(client, "modelserve_prediction_log_written_total") == 3
+    copied = metric(client, "modelserve_prediction_log_copied_total")
+    assert copied == (3 if backend == "postgresql" else 0)
+
+
+@pytest.mark.parametrize("backend", ["postgresql"])  # COPY is the PostgreSQL path
 def test_copy_stores_exactly_what_the_insert_stores(
     backend: str, client: TestClient, db: Database
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("COPY is the PostgreSQL path; SQLite always uses the INSERT")
     register_iris(client)
     model_id, version_id = version_ids(db)
     base = record(model_id, version_id, 7)

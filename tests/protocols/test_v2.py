@@ -96,6 +96,15 @@ def test_outputs_selection_and_generated_id(client: TestClient) -> None:
         [{"name": "input-0", "shape": [1, 4], "datatype": "BYTES", "data": ["a", "b", "c", "d"]}],
         per_feature()[:3],
         [{"name": "input-0", "shape": [1, 4], "datatype": "FP128", "data": [1, 2, 3, 4]}],
+        [
+            {
+                "name": "input-0",
+                "shape": [2, 4],
+                "datatype": "FP64",
+                "data": [[1, 2, 3], [4, 5, 6, 7, 8]],
+            }
+        ],
+        [*per_feature(), per_feature()[2]],
     ],
     ids=[
         "shape-mismatch",
@@ -105,6 +114,8 @@ def test_outputs_selection_and_generated_id(client: TestClient) -> None:
         "bytes-for-numbers",
         "missing-feature",
         "bad-datatype",
+        "ragged-nesting",
+        "duplicate-input",
     ],
 )
 def test_bad_input_is_400_and_logged(client: TestClient, inputs: list[dict[str, Any]]) -> None:
@@ -246,3 +257,34 @@ def test_model_repository_extension(client: TestClient) -> None:
     ready = client.post("/v2/repository/index", json={"ready": True}).json()
     assert sorted((m["name"], m["version"]) for m in ready) == [("iris", "1"), ("other", "1")]
     assert client.post("/v2/repository/models/nope/load").status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("request_level", "output_parameters", "binary"),
+    [
+        (True, {"custom": 1}, True),  # parameters without binary_data leave the request's choice
+        (True, {"binary_data": False}, False),
+        (False, {"binary_data": True}, True),
+        (False, {}, False),
+    ],
+)
+def test_binary_output_choice(
+    client: TestClient, request_level: bool, output_parameters: dict[str, Any], binary: bool
+) -> None:
+    register_iris(client)
+    body = {
+        "inputs": per_feature(),
+        "outputs": [{"name": "predict_proba", "parameters": output_parameters}],
+        "parameters": {"binary_data_output": request_level},
+    }
+    response = client.post("/v2/models/iris/infer", json=body)
+    assert response.status_code == 200, response.text
+    assert ("inference-header-content-length" in response.headers) is binary
+    if binary:
+        size = int(response.headers["inference-header-content-length"])
+        [proba] = orjson.loads(response.content[:size])["outputs"]
+        values = np.frombuffer(response.content[size:], dtype="<f8")
+        assert values.shape == (6,)
+        assert proba["parameters"]["binary_data_size"] == 48
+    else:
+        assert len(response.json()["outputs"][0]["data"]) == 6

@@ -68,12 +68,29 @@ def _check_value(tensor: TensorInput, value: Any) -> Any:
     return value
 
 
+def _nested_like(data: list[Any], shape: list[int]) -> bool:
+    """Whether nested ``data`` has exactly ``shape``: a list of shape[0] items at each level."""
+    if len(data) != shape[0]:
+        return False
+    if len(shape) == 1:
+        return not any(isinstance(item, list) for item in data)
+    return all(isinstance(item, list) and _nested_like(item, shape[1:]) for item in data)
+
+
 def tensor_values(tensor: TensorInput) -> list[Any]:
-    """The tensor's data, flat in row-major order, checked against its shape and datatype."""
+    """The tensor's data, flat in row-major order, checked against its shape and datatype.
+    ``data`` is flat, or nested exactly as the shape says (a ragged nesting is refused even
+    when its count matches)."""
     values = _flatten(tensor.data)
-    if any(d < 0 for d in tensor.shape) or math.prod(tensor.shape) != len(values):
+    nested = any(isinstance(item, list) for item in tensor.data)
+    if (
+        any(d < 0 for d in tensor.shape)
+        or math.prod(tensor.shape) != len(values)
+        or (nested and not _nested_like(tensor.data, tensor.shape))
+    ):
         raise BadRequest(
-            f"Input {tensor.name!r}: shape {tensor.shape} does not match {len(values)} values."
+            f"Input {tensor.name!r}: shape {tensor.shape} does not match its data "
+            f"({len(values)} values{', nested differently' if nested else ''})."
         )
     return [_check_value(tensor, v) for v in values]
 
@@ -105,6 +122,8 @@ def to_instances(request: InferenceRequest, schema: InputSchema) -> list[dict[st
         ]
     columns: dict[str, list[Any]] = {}
     for tensor in inputs:
+        if tensor.name in columns:
+            raise BadRequest(f"Input {tensor.name!r} is given more than once.")
         if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise BadRequest(f"Input {tensor.name!r}: a feature input has shape [N] or [N, 1].")
         columns[tensor.name] = [

@@ -208,8 +208,8 @@ def _parse(body: bytes, request: Request) -> Any:
 
 def _wants_binary(decoded: InferenceRequest, name: str) -> bool:
     for requested in decoded.outputs or []:
-        if requested.name == name and requested.parameters:
-            return bool(requested.parameters.get("binary_data", False))
+        if requested.name == name and "binary_data" in (requested.parameters or {}):
+            return bool((requested.parameters or {})["binary_data"])
     return bool((decoded.parameters or {}).get("binary_data_output", False))
 
 
