@@ -229,3 +229,39 @@ def _first_success(
         assert response.status_code == 404, response.text
         time.sleep(0.01)
     raise AssertionError(f"{base} never served the model")
+
+
+def test_a_traffic_policy_reaches_the_other_process_within_a_second(cluster: Cluster) -> None:
+    register(cluster.a, cluster.headers, fit_iris(), alias="production")
+    register(cluster.a, cluster.headers, weak_iris())
+    body = {"instances": [iris_instance()]}
+    policy = httpx.put(
+        f"{cluster.a}/v1/models/iris/traffic",
+        json={"canary": {"version": 2, "percent": 100}},
+        headers=cluster.headers,
+        timeout=60,
+    )
+    assert policy.status_code == 200, policy.text
+    done = time.monotonic()
+    while time.monotonic() < done + 30:
+        answer = httpx.post(
+            f"{cluster.b}/v1/models/iris/predict", json=body, headers=cluster.headers
+        )
+        assert answer.status_code == 200, answer.text
+        if answer.json()["version"] == 2:
+            break
+        time.sleep(0.01)
+    assert time.monotonic() - done < PROPAGATION_BOUND_SECONDS
+    cleared = httpx.put(
+        f"{cluster.a}/v1/models/iris/traffic", json={}, headers=cluster.headers, timeout=60
+    )
+    assert cleared.status_code == 200, cleared.text
+    done = time.monotonic()
+    while time.monotonic() < done + 30:
+        answer = httpx.post(
+            f"{cluster.b}/v1/models/iris/predict", json=body, headers=cluster.headers
+        )
+        if answer.json()["version"] == 1:
+            break
+        time.sleep(0.01)
+    assert time.monotonic() - done < PROPAGATION_BOUND_SECONDS

@@ -11,6 +11,10 @@ import orjson
 import pytest
 from factories import IRIS_FEATURES, fit_iris, iris_instance, iris_schema, register_iris, to_bytes
 from fastapi.testclient import TestClient
+from sqlalchemy import update
+
+from modelserve.core.db import Database
+from modelserve.registry.models import ModelArtifact, ServingForm
 
 ROWS = [iris_instance(0), iris_instance(100)]
 
@@ -288,3 +292,21 @@ def test_binary_output_choice(
         assert proba["parameters"]["binary_data_size"] == 48
     else:
         assert len(response.json()["outputs"][0]["data"]) == 6
+
+
+def test_the_index_says_why_a_version_failed_to_warm(client: TestClient, db: Database) -> None:
+    register_iris(client, alias="production")
+    with db.transaction() as session:
+        for table in (ModelArtifact, ServingForm):
+            session.execute(update(table).values(content=b"tampered"))
+    assert client.post("/v2/repository/models/iris/unload").status_code == 200
+    register_iris(client, name="other")  # a registry change: every process warms what serves
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        index = {m["name"]: m for m in client.post("/v2/repository/index", json={}).json()}
+        if index["iris"]["reason"] != "not loaded":
+            break
+        time.sleep(0.05)
+    assert index["iris"]["state"] == "UNAVAILABLE"
+    assert index["iris"]["reason"].startswith("artifact_integrity_error")
+    assert index["other"]["state"] == "READY"

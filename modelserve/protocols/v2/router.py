@@ -274,14 +274,17 @@ async def infer_version(
 async def repository_index(
     state: StateDep, caller: CallerDep, body: RepositoryIndexRequest | None = None
 ) -> list[RepositoryModel]:
-    """Every model's default version and whether this process has it loaded."""
+    """Every model's default version and whether this process has it loaded; for one that is
+    not, why: the error of this process's last attempt to warm it, else "not loaded"."""
     models = await anyio.to_thread.run_sync(_default_versions, state)
     index = [
         RepositoryModel(
             name=v.model_name,
             version=str(v.number),
             state="READY" if cache_key(v) in state.cache else "UNAVAILABLE",
-            reason="" if cache_key(v) in state.cache else "not loaded",
+            reason=""
+            if cache_key(v) in state.cache
+            else state.watcher.warm_errors.get(v.version_id, "not loaded"),
         )
         for v in models
         if caller.may_use_model(v.model_name)
