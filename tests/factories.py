@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -147,3 +148,13 @@ def metric_samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str],
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def bytes_tensor(blob: bytes) -> list[str]:
+    """The strings of a binary BYTES tensor: each a 4-byte little-endian length, then UTF-8."""
+    values, offset = [], 0
+    while offset < len(blob):
+        (length,) = struct.unpack_from("<I", blob, offset)
+        values.append(blob[offset + 4 : offset + 4 + length].decode())
+        offset += 4 + length
+    return values

@@ -9,7 +9,15 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from factories import IRIS_FEATURES, fit_iris, iris_instance, iris_schema, register_iris, to_bytes
+from factories import (
+    IRIS_FEATURES,
+    bytes_tensor,
+    fit_iris,
+    iris_instance,
+    iris_schema,
+    register_iris,
+    to_bytes,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -139,7 +147,6 @@ def test_v2_needs_a_caller(anon: TestClient, client: TestClient) -> None:
 
 
 def test_binary_tensor_extension(client: TestClient) -> None:
-    import struct
 
     register_iris(client)
     matrix = np.array([[r[n] for n in IRIS_FEATURES] for r in ROWS], dtype="<f4").tobytes()
@@ -172,11 +179,7 @@ def test_binary_tensor_extension(client: TestClient) -> None:
     assert len(proba["data"]) == 6
     blob = response.content[size:]
     assert len(blob) == predict["parameters"]["binary_data_size"]
-    labels, offset = [], 0
-    while offset < len(blob):
-        (length,) = struct.unpack_from("<I", blob, offset)
-        labels.append(blob[offset + 4 : offset + 4 + length].decode())
-        offset += 4 + length
+    labels = bytes_tensor(blob)
     assert labels == ["setosa", "virginica"]
     bad = client.post(
         "/v2/models/iris/infer",

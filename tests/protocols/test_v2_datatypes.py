@@ -11,7 +11,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-from factories import mixed_csv, register
+from factories import bytes_tensor, mixed_csv, register
 from fastapi.testclient import TestClient
 
 from modelserve.registry.loaders import dump_skops
@@ -125,9 +125,5 @@ def test_binary_inputs_of_every_kind(client: TestClient, churn: list[Any]) -> No
     assert "data" not in predict
     blob = response.content[size:]
     assert len(blob) == predict["parameters"]["binary_data_size"]
-    got, offset = [], 0
-    while offset < len(blob):
-        (length,) = struct.unpack_from("<I", blob, offset)
-        got.append(blob[offset + 4 : offset + 4 + length].decode())
-        offset += 4 + length
+    got = bytes_tensor(blob)
     assert got == [str(label) for label in churn]
