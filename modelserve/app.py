@@ -86,7 +86,7 @@ def open_state(settings: Settings) -> AppState:
         watcher=watcher,
         lifecycle=LifecycleService(db, inference.warm, LifecycleSettings.of(settings)),
         log_writer=log_writer,
-        metrics=build_registry(log_writer, inference),
+        metrics=build_registry(log_writer, inference, watcher),
     )
 
 

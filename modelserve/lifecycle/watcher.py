@@ -160,6 +160,11 @@ class RegistryWatcher:
                 )
             )
 
+    @property
+    def generation_seen(self) -> int:
+        """The registry generation this process has caught up with (-1 before the first)."""
+        return self._seen
+
     def sync(self) -> None:
         """Catch up with the registry if it changed since the last look."""
         with self.db.sessions() as session:

@@ -15,6 +15,7 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from modelserve.inference.service import InferenceService
+from modelserve.lifecycle.watcher import RegistryWatcher
 from modelserve.predictions.writer import LogWriter
 
 PREFIX = "modelserve_prediction_log"
@@ -76,13 +77,20 @@ class PredictionLogCollector(Collector):
 
 
 class InferenceCollector(Collector):
-    """The model cache, adaptive batching (per version and runtime) and shadow runs."""
+    """The registry generation, model cache, adaptive batching (per version and runtime) and
+    shadow runs."""
 
-    def __init__(self, inference: InferenceService) -> None:
+    def __init__(self, inference: InferenceService, watcher: RegistryWatcher) -> None:
         self.inference = inference
+        self.watcher = watcher
 
     def collect(self) -> Iterator[Metric]:
         """One sample per metric (and per batcher), read now."""
+        yield GaugeMetricFamily(
+            "modelserve_registry_generation",
+            "Registry changes this process has caught up with (compare across processes).",
+            self.watcher.generation_seen,
+        )
         cache = self.inference.cache
         yield GaugeMetricFamily("modelserve_models_loaded", "Versions loaded now.", len(cache))
         yield CounterMetricFamily("modelserve_model_loads", "Versions loaded.", cache.loads)
@@ -129,10 +137,12 @@ class InferenceCollector(Collector):
         yield largest_rows
 
 
-def build_registry(writer: LogWriter, inference: InferenceService) -> CollectorRegistry:
+def build_registry(
+    writer: LogWriter, inference: InferenceService, watcher: RegistryWatcher
+) -> CollectorRegistry:
     """A registry of this app's metrics (not the global default one: a process, the tests
     above all, may run several apps)."""
     registry = CollectorRegistry()
     registry.register(PredictionLogCollector(writer))
-    registry.register(InferenceCollector(inference))
+    registry.register(InferenceCollector(inference, watcher))
     return registry

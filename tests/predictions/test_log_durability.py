@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
 
 from modelserve.core.db import Database
+from modelserve.lifecycle.changes import generation
 from modelserve.predictions.models import Prediction
 from modelserve.users.models import Role
 
@@ -119,6 +120,15 @@ def outage(backend: str, database_url: str) -> Iterator[Outage]:
         holder.close()
 
 
+def registry_generation(database_url: str) -> int:
+    db = Database(database_url, pool_size=1)
+    try:
+        with db.sessions() as session:
+            return generation(session)
+    finally:
+        db.dispose()
+
+
 def spill_down(base: str, key: str, database_url: str, cut: Callable[[], None]) -> set[str]:
     """Register, log one prediction, cut the database, then send 40 predictions: every one is
     answered, and spilled. Returns their request ids."""
@@ -126,7 +136,11 @@ def spill_down(base: str, key: str, database_url: str, cut: Callable[[], None]) 
         register_iris(http)
         # Let the server's registry watcher catch up with the registration (it drops the cached
         # routes when it does), so the route cached by the next prediction stays cached.
-        time.sleep(2)
+        current = registry_generation(database_url)
+        wait_until(
+            lambda: metrics(http)["modelserve_registry_generation"] == current,
+            "the watcher has seen the registration",
+        )
         warm = predict(http)  # the route and the caller are cached from here on
         wait_until(lambda: logged(database_url, {warm}) == {warm}, "the first record is logged")
         assert metrics(http)["modelserve_prediction_log_spilled_total"] == 0
