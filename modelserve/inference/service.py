@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 import threading
 import time
@@ -10,26 +9,24 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 from modelserve.auth.caller import Caller
 from modelserve.config import Settings
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
-from modelserve.core.errors import AppError, ArtifactIntegrityError, v2_status
+from modelserve.core.errors import AppError, v2_status
 from modelserve.inference.batching import Batcher, Batchers
 from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
-from modelserve.inference.column_blocks import verified_blocks
-from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
-from modelserve.inference.predictor import PredictionResult, Predictor
-from modelserve.inference.validation import CompiledValidator, ValidatedBatch
+from modelserve.inference.loading import load_version
+from modelserve.inference.predictor import PredictionResult
+from modelserve.inference.validation import ValidatedBatch
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
-from modelserve.registry.loaders import ArtifactFormat, LoadedArtifact, load_artifact
 from modelserve.registry.probe import probe_instances
 from modelserve.registry.schemas import ModelsPublic
-from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
+from modelserve.registry.service import RegistryService, ResolvedVersion
 
 if TYPE_CHECKING:
     from modelserve.inference.shadow import ShadowRunner
@@ -196,67 +193,10 @@ class InferenceService:
 
     def load(self, version: ResolvedVersion) -> LoadedVersion:
         """The cached loaded version, loading (and checking its sha256) on first use."""
-        return self.cache.get(cache_key(version), lambda: self._load(version))
-
-    def _load(self, version: ResolvedVersion) -> LoadedVersion:
-        validator = CompiledValidator(version.input_schema, max_rows=self.settings.max_batch_size)
-        twin = None
-        if version.serving.runtime == "onnx":
-            with self.db.sessions() as session:
-                twin = RegistryService(session).onnx_twin(version.version_id)
-        if twin is not None:  # served by ONNX Runtime; the scikit-learn artifact is not needed
-            content, sha256 = twin
-            if sha256_hex(content) != sha256:
-                raise ArtifactIntegrityError(
-                    f"ONNX twin of {version.model_name} v{version.number} does not match its "
-                    "sha256; refusing to load it.",
-                    details={"expected_sha256": sha256},
-                )
-            try:
-                predictor = OnnxPredictor(
-                    open_session(content), version.input_schema, version.output
-                )
-            except Exception as exc:  # e.g. an ONNX Runtime that cannot run it: use scikit-learn
-                logging.getLogger(__name__).warning(
-                    "%s v%s: ONNX twin cannot be loaded (%s: %s); serving with scikit-learn",
-                    version.model_name,
-                    version.number,
-                    type(exc).__name__,
-                    exc,
-                )
-            else:
-                return LoadedVersion(version.version_id, validator, predictor, runtime="onnx")
-        loaded = self._load_estimator(version)
-        return LoadedVersion(
-            version_id=version.version_id,
-            validator=validator,
-            predictor=Predictor(
-                loaded.estimator,
-                version.input_schema,
-                version.output,
-                blocks=verified_blocks(loaded.estimator, version.input_schema),
-            ),
+        return self.cache.get(
+            cache_key(version),
+            lambda: load_version(self.db, version, max_rows=self.settings.max_batch_size),
         )
-
-    def _load_estimator(self, version: ResolvedVersion) -> LoadedArtifact:
-        """The version's estimator: from its serving form when it has one (a skops version;
-        loads without importing skops), else from its artifact; both checked against their
-        sha256 and loaded by the safe loaders."""
-        with self.db.sessions() as session:
-            registry = RegistryService(session)
-            form = registry.serving_form(version.version_id)
-            if form is None:
-                data, sha256, fmt = registry.artifact(version.version_id), version.sha256, None
-            else:
-                (data, sha256), fmt = form, "joblib"
-        if sha256_hex(data) != sha256:
-            what = "Artifact" if form is None else "Serving form"
-            raise ArtifactIntegrityError(
-                f"{what} of {version.model_name} v{version.number} does not match its sha256; "
-                "refusing to load it.",
-                details={"expected_sha256": sha256},
-            )
-        return load_artifact(data, cast(ArtifactFormat, fmt or version.format))
 
     def warm(self, version: ResolvedVersion) -> None:
         """Load ``version`` and have it answer a probe prediction (so its first request is not
