@@ -27,8 +27,10 @@ from factories import (
 )
 from processes import running_server
 from sklearn.linear_model import LogisticRegression
+from sqlalchemy import select
 
 from modelserve.core.db import Database
+from modelserve.lifecycle.models import ServerInstance
 from modelserve.users.models import Role
 
 pytestmark = pytest.mark.slow
@@ -265,3 +267,51 @@ def test_a_traffic_policy_reaches_the_other_process_within_a_second(cluster: Clu
             break
         time.sleep(0.01)
     assert time.monotonic() - done < PROPAGATION_BOUND_SECONDS
+
+
+def test_a_version_failing_in_another_process_never_takes_traffic(
+    database_url: str, tmp_path: Path
+) -> None:
+    # B takes one row per request, so the two-row probe fails there and only there: the move
+    # must fail as a whole, name B, and leave the alias where it was on both processes.
+    db = Database(database_url, pool_size=1)
+    headers = {"X-API-Key": create_key(db, create_user(db, "ops", Role.ADMIN))}
+    db.dispose()
+    env = {"secret_key": secrets.token_urlsafe(32)}
+    with ExitStack() as stack:
+        a, _ = stack.enter_context(running_server(database_url, tmp_path / "a", **env))
+        b, b_process = stack.enter_context(
+            running_server(database_url, tmp_path / "b", max_batch_size="1", **env)
+        )
+        register(a, headers, fit_iris())
+        register(a, headers, weak_iris())
+        moved = httpx.put(
+            f"{a}/v1/models/iris/aliases/production",
+            json={"version": 1},
+            headers=headers,
+            timeout=60,
+        )
+        assert moved.status_code == 409, moved.text
+        body = moved.json()
+        assert body["code"] == "warmup_failed"
+        assert body["details"]["where"] == f"server {instance_of(database_url, b_process.pid)}"
+        assert body["details"]["error"]
+        for base in (a, b):
+            model = httpx.get(f"{base}/v1/models/iris", headers=headers).json()
+            assert model["aliases"] == {}
+        answer = httpx.post(
+            f"{a}/v1/models/iris/predict", json={"instances": [iris_instance()]}, headers=headers
+        )
+        assert answer.json()["version"] == 2  # still the latest, as before the attempt
+
+
+def instance_of(database_url: str, pid: int) -> str:
+    """The server instance id a process registered under."""
+    db = Database(database_url, pool_size=1)
+    try:
+        with db.sessions() as session:
+            ids = session.scalars(select(ServerInstance.id).where(ServerInstance.pid == pid)).all()
+    finally:
+        db.dispose()
+    assert len(ids) == 1, ids
+    return ids[0]
