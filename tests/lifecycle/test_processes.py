@@ -73,6 +73,16 @@ def register(
     return response.json()
 
 
+def move_production(base: str, headers: dict[str, str], version: int) -> httpx.Response:
+    """PUT the iris production alias to ``version`` through ``base``."""
+    return httpx.put(
+        f"{base}/v1/models/iris/aliases/production",
+        json={"version": version},
+        headers=headers,
+        timeout=60,
+    )
+
+
 def weak_iris() -> LogisticRegression:
     frame = iris_frame()
     return LogisticRegression(C=0.01, max_iter=500).fit(
@@ -118,12 +128,7 @@ def test_alias_move_under_load_reaches_both_processes(cluster: Cluster) -> None:
         thread.start()
     try:
         time.sleep(1.0)
-        moved = httpx.put(
-            f"{cluster.a}/v1/models/iris/aliases/production",
-            json={"version": 2},
-            headers=cluster.headers,
-            timeout=60,
-        )
+        moved = move_production(cluster.a, cluster.headers, 2)
         done = time.monotonic()
         assert moved.status_code == 200, moved.text
         # The move completed only after B had loaded and probed v2: once B routes to v2, it
@@ -204,12 +209,7 @@ def test_postgresql_pushes_changes_with_notify_not_the_poll(
         assert time.monotonic() - registered < PROPAGATION_BOUND_SECONDS
         assert response.json()["version"] == 1
         register(a, headers, weak_iris())
-        moved = httpx.put(
-            f"{a}/v1/models/iris/aliases/production",
-            json={"version": 2},
-            headers=headers,
-            timeout=60,
-        )
+        moved = move_production(a, headers, 2)
         assert moved.status_code == 200, moved.text
         done = time.monotonic()
         while time.monotonic() < done + 30:
@@ -285,12 +285,7 @@ def test_a_version_failing_in_another_process_never_takes_traffic(
         )
         register(a, headers, fit_iris())
         register(a, headers, weak_iris())
-        moved = httpx.put(
-            f"{a}/v1/models/iris/aliases/production",
-            json={"version": 1},
-            headers=headers,
-            timeout=60,
-        )
+        moved = move_production(a, headers, 1)
         assert moved.status_code == 409, moved.text
         body = moved.json()
         assert body["code"] == "warmup_failed"
