@@ -8,6 +8,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+import httpx
 import joblib
 import numpy as np
 import orjson
@@ -137,17 +138,25 @@ def create_key(db: Database, user_id: int, **options: Any) -> str:
     return created.key
 
 
-def metric_samples(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+def metric_samples(
+    client: TestClient | httpx.Client,
+) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of GET /metrics, by (sample name, sorted labels)."""
     from prometheus_client.parser import text_string_to_metric_families
 
     response = client.get("/metrics")
     assert response.status_code == 200, response.text
+    assert response.headers["content-type"].startswith("text/plain")
     return {
         (sample.name, tuple(sorted(sample.labels.items()))): float(sample.value)
         for family in text_string_to_metric_families(response.text)
         for sample in family.samples
     }
+
+
+def unlabelled_metrics(client: TestClient | httpx.Client) -> dict[str, float]:
+    """The samples of GET /metrics that carry no labels, by name."""
+    return {name: value for (name, labels), value in metric_samples(client).items() if not labels}
 
 
 def bytes_tensor(blob: bytes) -> list[str]:

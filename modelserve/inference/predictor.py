@@ -25,9 +25,9 @@ def labels_are_argmax_of_proba(estimator: Any) -> bool:
     """Whether ``estimator.predict`` is literally ``classes_.take(argmax(predict_proba(X)))``:
     random and extra-trees forests and histogram gradient boosting. Their labels can then come
     from the probabilities already computed instead of a second pass through the model, which
-    halves its cost per request. Exact types only (a subclass may redefine predict); logistic
-    regression and single trees are left out, as their predict argmaxes other scores, which can
-    tie differently after rounding."""
+    halves its cost per request. Exact types only (a subclass may redefine predict). Single trees
+    are left out, as their predict argmaxes other scores, which can tie differently after
+    rounding; so is logistic regression, which ``labels_follow_clear_proba`` covers."""
     if not type(estimator).__module__.startswith("sklearn.ensemble."):
         return False  # and sklearn.ensemble need not be imported for other models
     from sklearn.ensemble import (
@@ -110,8 +110,12 @@ class Predictor:
         if isinstance(estimator, Pipeline) and len(estimator.steps) > 1:
             self._preprocess = estimator[:-1]
             self._final = estimator.steps[-1][1]
-        self.labels_from_proba = self.with_proba and labels_are_argmax_of_proba(self._final)
-        self.labels_from_clear_proba = self.with_proba and labels_follow_clear_proba(self._final)
+        # Both kinds take their labels from the probabilities; a logistic regression's near
+        # ties go back to its own predict.
+        self._ties_to_predict = self.with_proba and labels_follow_clear_proba(self._final)
+        self.labels_from_proba = self._ties_to_predict or (
+            self.with_proba and labels_are_argmax_of_proba(self._final)
+        )
         self._blocks = blocks
         self._after_blocks: Any = None
         if blocks is not None and len(estimator.steps) > 2:
@@ -144,9 +148,9 @@ class Predictor:
             matrix = None
             if self.with_proba:
                 matrix = np.asarray(getattr(self._final, PREDICT_PROBA)(features), dtype=float)
-            if matrix is not None and (self.labels_from_proba or self.labels_from_clear_proba):
+            if matrix is not None and self.labels_from_proba:
                 raw = np.asarray(self._final.classes_).take(np.argmax(matrix, axis=1), axis=0)
-                ties = _near_ties(matrix) if self.labels_from_clear_proba else None
+                ties = _near_ties(matrix) if self._ties_to_predict else None
                 if ties is not None and len(ties):
                     raw[ties] = getattr(self._final, PREDICT)(_rows(features, ties))
             else:

@@ -15,9 +15,16 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from factories import create_key, create_user, fit_iris, iris_instance, iris_schema, to_bytes
+from factories import (
+    create_key,
+    create_user,
+    fit_iris,
+    iris_instance,
+    iris_schema,
+    to_bytes,
+    unlabelled_metrics,
+)
 from processes import running_server
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
@@ -53,16 +60,6 @@ def predict(http: httpx.Client) -> str:
     response = http.post("/v1/models/iris/predict", json={"instances": [INSTANCE]})
     assert response.status_code == 200, response.text
     return str(response.json()["request_id"])
-
-
-def metrics(http: httpx.Client) -> dict[str, float]:
-    response = http.get("/metrics")
-    assert response.status_code == 200, response.text
-    return {
-        sample.name: float(sample.value)
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
 
 
 def logged(database_url: str, request_ids: set[str]) -> set[str]:
@@ -138,19 +135,21 @@ def spill_down(base: str, key: str, database_url: str, cut: Callable[[], None]) 
         # routes when it does), so the route cached by the next prediction stays cached.
         current = registry_generation(database_url)
         wait_until(
-            lambda: metrics(http)["modelserve_registry_generation"] == current,
+            lambda: unlabelled_metrics(http)["modelserve_registry_generation"] == current,
             "the watcher has seen the registration",
         )
         warm = predict(http)  # the route and the caller are cached from here on
         wait_until(lambda: logged(database_url, {warm}) == {warm}, "the first record is logged")
-        assert metrics(http)["modelserve_prediction_log_spilled_total"] == 0
+        assert unlabelled_metrics(http)["modelserve_prediction_log_spilled_total"] == 0
         cut()
         sent = {predict(http) for _ in range(40)}
         wait_until(
-            lambda: metrics(http)["modelserve_prediction_log_spilled_total"] >= len(sent),
+            lambda: (
+                unlabelled_metrics(http)["modelserve_prediction_log_spilled_total"] >= len(sent)
+            ),
             "every record is spilled",
         )
-        assert metrics(http)["modelserve_prediction_log_spilled_total"] == len(sent)
+        assert unlabelled_metrics(http)["modelserve_prediction_log_spilled_total"] == len(sent)
     return sent
 
 
@@ -171,7 +170,8 @@ def test_records_spilled_while_the_database_is_down_are_replayed_when_it_is_back
         with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as http:
             wait_until(
                 lambda: (
-                    (m := metrics(http))["modelserve_prediction_log_replayed_total"] == len(sent)
+                    (m := unlabelled_metrics(http))["modelserve_prediction_log_replayed_total"]
+                    == len(sent)
                     and m["modelserve_prediction_log_spill_pending"] == 0
                 ),
                 "replayed == spilled",

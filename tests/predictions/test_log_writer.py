@@ -13,9 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import iris_instance, register_iris
+from factories import iris_instance, register_iris, unlabelled_metrics
 from fastapi.testclient import TestClient
-from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select, text
 
 from modelserve.config import Settings
@@ -39,15 +38,10 @@ def stored(db: Database) -> dict[str, Prediction]:
 
 
 def metric(client: TestClient, name: str) -> float:
-    """One sample of GET /metrics, by its full sample name."""
-    response = client.get("/metrics")
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"].startswith("text/plain")
-    for family in text_string_to_metric_families(response.text):
-        for sample in family.samples:
-            if sample.name == name:
-                return float(sample.value)
-    raise AssertionError(f"{name} not in /metrics:\n{response.text}")
+    """One unlabelled sample of GET /metrics, by its full sample name."""
+    samples = unlabelled_metrics(client)
+    assert name in samples, f"{name} not in /metrics: {sorted(samples)}"
+    return samples[name]
 
 
 def version_ids(db: Database) -> tuple[int, int]:
