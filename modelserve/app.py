@@ -34,6 +34,7 @@ from modelserve.lifecycle.service import LifecycleService, LifecycleSettings
 from modelserve.lifecycle.watcher import RegistryWatcher
 from modelserve.monitoring.metrics import build_registry
 from modelserve.monitoring.router import router as monitoring_router
+from modelserve.predictions.journal import Journal
 from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
 from modelserve.predictions.spill import SpillStore
@@ -49,9 +50,14 @@ def open_state(settings: Settings) -> AppState:
     settings.ensure_data_dir()
     db = Database(settings.resolved_database_url, pool_size=settings.inference_threads + 4)
     cache = ModelCache(settings.model_cache_size)
+    spill = SpillStore(settings.data_dir / "spill")
+    journal = None
+    if settings.log_journal and settings.prediction_log:
+        journal = Journal(spill, fsync_ms=settings.log_journal_fsync_ms)
     log_writer = LogWriter(
         db,
-        SpillStore(settings.data_dir / "spill"),
+        spill,
+        journal=journal,
         queue_size=settings.log_queue_size,
         batch_size=settings.log_batch_size,
         replay_seconds=settings.log_replay_seconds,

@@ -125,6 +125,18 @@ class Settings(BaseSettings):
         description="How soon spilled records are retried after the database failed (doubling, "
         "up to 10 s, while it stays down).",
     )
+    log_journal: bool = Field(
+        default=True,
+        description="Append every prediction-log record to a per-process journal file in the "
+        "data dir before its response leaves, so a killed process loses no answered prediction "
+        "(the next process replays it). false only for benchmarks.",
+    )
+    log_journal_fsync_ms: int = Field(
+        default=0,
+        ge=0,
+        description="fsync the journal every this many milliseconds, bounding what a machine "
+        "crash (not a killed process: the kernel keeps what was written) can lose; 0 never.",
+    )
     login_limit_per_user: int = Field(default=10, ge=1, description="Attempts per window.")
     login_limit_per_address: int = Field(default=30, ge=1, description="Attempts per window.")
     login_window_seconds: int = Field(default=60, ge=1)

@@ -14,7 +14,13 @@ def test_healthz_and_readyz_when_migrated(client: TestClient) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "database": "ok", "migrations": "head"}
+    assert ready.json() == {
+        "status": "ready",
+        "database": "ok",
+        "migrations": "head",
+        "prediction_log": "ok",
+        "prediction_log_restarts": 0,
+    }
 
 
 def test_readyz_503_when_not_migrated(empty_database_url: str, tmp_path: Path) -> None:

@@ -1,4 +1,5 @@
-"""``/healthz`` (process alive) and ``/readyz`` (database reachable, migrations at head)."""
+"""``/healthz`` (process alive) and ``/readyz`` (database reachable, migrations at head, the
+prediction-log writer running)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,13 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", summary="Readiness", responses={503: {"model": ErrorBody}})
 def readyz(state: StateDep) -> Response:
-    """Ready when the database answers and its schema is at the newest migration."""
-    checks: dict[str, Any] = {}
+    """Ready when the database answers, its schema is at the newest migration and the
+    prediction-log writer runs."""
+    writer = state.log_writer
+    checks: dict[str, Any] = {
+        "prediction_log": "ok" if writer.alive else "writer down",
+        "prediction_log_restarts": writer.restarts,
+    }
     try:
         with state.db.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
@@ -36,7 +42,7 @@ def readyz(state: StateDep) -> Response:
         checks["migrations"] = "head" if current == head else f"at {current}, head is {head}"
     except SQLAlchemyError as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
-    if checks.get("database") == "ok" and checks.get("migrations") == "head":
+    if checks["database"] == "ok" and checks.get("migrations") == "head" and writer.alive:
         return ORJSONResponse({"status": "ready", **checks})
     body = ErrorBody(code="not_ready", message="Not ready.", details=checks)
     return error_response(503, body)

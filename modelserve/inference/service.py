@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
+from modelserve.predictions.encoding import loggable
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
@@ -98,22 +98,6 @@ def _rows(payload: Any) -> int:
 
 def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
-
-
-def loggable(value: Any) -> Any:
-    """``value`` with non-finite floats spelled as strings (JSON has no NaN) and NUL characters
-    escaped, so any request can be logged."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return str(value)
-    if isinstance(value, int) and not -(2**63) <= value < 2**64:
-        return str(value)  # beyond what JSON encoders take as an integer
-    if isinstance(value, str):
-        return value.replace("\x00", "\\u0000")  # PostgreSQL text cannot hold NUL
-    if isinstance(value, list):
-        return [loggable(v) for v in value]
-    if isinstance(value, dict):
-        return {loggable(str(k)): loggable(v) for k, v in value.items()}
-    return value
 
 
 class _NotLoaded(Exception):

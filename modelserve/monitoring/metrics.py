@@ -41,6 +41,14 @@ class PredictionLogCollector(Collector):
             "Records in this process's spill file, waiting to be replayed.",
             s.spill_pending,
         )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_journal_pending",
+            "Records in this process's journal, not yet committed nor spilled.",
+            s.journal_pending,
+        )
+        yield GaugeMetricFamily(
+            f"{PREFIX}_writer_up", "1 while the writer thread runs, else 0.", int(s.writer_alive)
+        )
         counters = (
             ("written", "Records written to the database from the queue.", s.written),
             ("copied", "Of those, records written with COPY (PostgreSQL).", s.copied),
@@ -59,6 +67,16 @@ class PredictionLogCollector(Collector):
                 "rejected",
                 "Records the database refused (kept in the spill dir's rejected/ folder).",
                 s.rejected,
+            ),
+            (
+                "escaped",
+                "Records stored in their escaped form (values the database could not hold).",
+                s.escaped,
+            ),
+            (
+                "writer_restarts",
+                "Times the writer thread failed and went on, or was started again.",
+                s.writer_restarts,
             ),
             (
                 "failed_batches",

@@ -22,19 +22,18 @@ import os
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from modelserve.predictions.encoding import FIELDS, encode, escape_text
 from modelserve.predictions.schemas import PredictionRecord
 
 logger = logging.getLogger(__name__)
 
-FIELDS = tuple(f.name for f in fields(PredictionRecord))
-LIVE, REPLAYING, LOCK = ".jsonl", ".replaying", ".lock"
+LIVE, REPLAYING, LOCK, JOURNAL = ".jsonl", ".replaying", ".lock", ".journal"
 REJECTED_DIR = "rejected"
 
 SpillWrite = Callable[[Sequence[PredictionRecord]], int]
@@ -43,9 +42,8 @@ were set aside); raises when the database cannot take them now."""
 
 
 def dumps(record: PredictionRecord) -> bytes:
-    """One record as a JSON line (without the newline)."""
-    row = {name: getattr(record, name) for name in FIELDS}
-    return orjson.dumps(row, option=orjson.OPT_SERIALIZE_NUMPY)
+    """One record as a JSON line (without the newline), escaped if need be; never raises."""
+    return encode(record)[1]
 
 
 def loads(line: bytes) -> PredictionRecord:
@@ -57,13 +55,13 @@ def loads(line: bytes) -> PredictionRecord:
     return PredictionRecord(**values)
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -93,6 +91,11 @@ class SpillStore:
     def _path(self, owner: str, suffix: str) -> Path:
         return self.directory / f"{owner}{suffix}"
 
+    def own(self) -> str:
+        """This process's owner name, taking its lock first if need be (see the journal)."""
+        with self._lock:
+            return self._own_lock()
+
     def _own_lock(self) -> str:
         # The lock is taken on a temporary name and renamed into place, so no other process can
         # ever see this owner's lock file unlocked while it lives.
@@ -118,10 +121,10 @@ class SpillStore:
             if self._fd is None:
                 flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
                 self._fd = os.open(self._path(owner, LIVE), flags, 0o600)
-                _fsync_dir(self.directory)
+                fsync_dir(self.directory)
             offset = os.lseek(self._fd, 0, os.SEEK_END)
             try:
-                _write_all(self._fd, data)
+                write_all(self._fd, data)
                 os.fsync(self._fd)
             except OSError:
                 try:  # leave no torn line behind for the next append to follow
@@ -148,7 +151,7 @@ class SpillStore:
             os.close(self._fd)
             self._fd = None
             os.replace(live, replaying)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         return stored + self._replay_own_file(replaying, write, batch_size)
 
     def _replay_own_file(self, path: Path, write: SpillWrite, batch_size: int) -> int:
@@ -166,7 +169,9 @@ class SpillStore:
         for entry in os.scandir(self.directory):
             if entry.is_file() and not entry.name.startswith("."):
                 owner, _, suffix = entry.name.rpartition(".")
-                if f".{suffix}" in (LIVE, REPLAYING, LOCK) and owner != self.owner:
+                if f".{suffix}" == JOURNAL:
+                    owner = owner.partition(".")[0]
+                if f".{suffix}" in (LIVE, REPLAYING, LOCK, JOURNAL) and owner != self.owner:
                     owners.add(owner)
         return sum(self._adopt(owner, write, batch_size) for owner in sorted(owners))
 
@@ -184,16 +189,20 @@ class SpillStore:
             except FileNotFoundError:
                 return 0
             stored = 0
-            for suffix in (REPLAYING, LIVE):
-                path = self._path(owner, suffix)
-                if path.exists():
-                    stored += self._replay_file(path, write, batch_size)[1]
+            for path in self._leftovers(owner):
+                stored += self._replay_file(path, write, batch_size)[1]
             lock_path.unlink()
             if stored:
                 logger.info("replayed %d prediction-log records spilled by %s", stored, owner)
             return stored
         finally:
             os.close(fd)
+
+    def _leftovers(self, owner: str) -> list[Path]:
+        """An owner's files still to replay: spill files, then journal segments in order."""
+        paths = [p for p in (self._path(owner, REPLAYING), self._path(owner, LIVE)) if p.exists()]
+        segments = self.directory.glob(f"{owner}.*{JOURNAL}")
+        return paths + sorted(segments, key=lambda p: int(p.name.split(".")[1]))
 
     def _replay_file(self, path: Path, write: SpillWrite, batch_size: int) -> tuple[int, int]:
         # (records read, records stored); the file is deleted once every batch has committed.
@@ -202,27 +211,20 @@ class SpillStore:
             stored += write(batch)
             read += len(batch)
         path.unlink()
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
         return read, stored
 
     def reject(self, records: Sequence[PredictionRecord], reason: str) -> None:
         """Set aside records the database refuses (never replayed); logged as errors."""
         directory = self.directory / REJECTED_DIR
         directory.mkdir(parents=True, exist_ok=True)
-        lines = b"".join(
-            orjson.dumps(
-                {"reason": reason, "record": {name: getattr(r, name) for name in FIELDS}},
-                option=orjson.OPT_SERIALIZE_NUMPY,
-                default=str,
-            )
-            + b"\n"
-            for r in records
-        )
+        head = b'{"reason":' + orjson.dumps(escape_text(reason)) + b',"record":'
+        lines = b"".join(head + dumps(r) + b"}\n" for r in records)
         path = directory / f"{os.getpid()}.jsonl"
         with self._lock:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             try:
-                _write_all(fd, lines)
+                write_all(fd, lines)
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -245,7 +247,7 @@ class SpillStore:
             if self._lock_fd is None or self.owner is None:
                 return
             owner = self.owner
-            if not any(self._path(owner, s).exists() for s in (LIVE, REPLAYING)):
+            if not self._leftovers(owner):
                 self._path(owner, LOCK).unlink(missing_ok=True)
             os.close(self._lock_fd)
             self._lock_fd = None

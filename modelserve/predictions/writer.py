@@ -1,13 +1,19 @@
 """The prediction log's writer: a bounded in-memory queue drained by one background thread.
 
-``put`` never touches the database: it enqueues, or, when the queue is full, appends the record
-to this process's spill file (fsynced) before returning. The thread writes whatever is queued,
+``put`` never touches the database: it appends the record to this process's journal (one
+``os.write``, see journal.py) and enqueues it, or, when the queue is full, appends it to this
+process's spill file (fsynced) before returning. The thread writes whatever is queued,
 up to ``batch_size`` records, in one transaction (a multi-row INSERT that skips rows already
 stored), after waiting up to ``batch_wait`` for more to arrive. When that fails because the
 database is unavailable, the batch is spilled; spilled records are replayed every
 ``replay_seconds`` (doubling up to 10 s while the database stays down) and as soon as a write
 succeeds again. ``close`` writes what is queued, with a time limit, and spills the rest; the
 next process to start on the data dir replays what is left.
+
+One record never stops the writer: records are escaped when need be (encoding.py), a record the
+database refuses is isolated (store.py), and the thread is supervised: an unexpected error is
+logged and counted and the loop goes on; a thread that died anyway is started again by the next
+``put`` or ``flush``. ``alive`` and ``restarts`` say so (in /readyz and /metrics).
 """
 
 from __future__ import annotations
@@ -17,50 +23,29 @@ import logging
 import queue
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 
-from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, SQLAlchemyError, StatementError
+from sqlalchemy.exc import SQLAlchemyError
 
 from modelserve.core.db import Database
-from modelserve.predictions.repository import PredictionRepository
+from modelserve.predictions.encoding import encode
+from modelserve.predictions.journal import Journal
+from modelserve.predictions.replay import MAX_BACKOFF_SECONDS, Replayer
 from modelserve.predictions.schemas import PredictionRecord
 from modelserve.predictions.spill import SpillStore
+from modelserve.predictions.store import LogStats, RecordStore
 
 logger = logging.getLogger(__name__)
 
-MAX_BACKOFF_SECONDS = 10.0
 BATCH_WAIT_SECONDS = 0.05
 """How long a batch waits for more records once it has one (a flush or close cuts it short)."""
-ORPHAN_SCAN_SECONDS = 30.0
-"""How often a process looks for spill files left by dead processes (and once at start)."""
+
+Item = tuple[PredictionRecord, int]
+"""A queued record and its journal sequence number (-1: not journaled)."""
 
 
-@dataclass(frozen=True)
-class LogStats:
-    """A snapshot of the writer's counters (since the process started)."""
-
-    queue_depth: int
-    queue_capacity: int
-    written: int
-    copied: int
-    """Of ``written``, records written with COPY (PostgreSQL)."""
-    spilled: int
-    spill_pending: int
-    replayed: int
-    adopted: int
-    rejected: int
-    failed_batches: int
-    batches: int
-    batch_seconds: float
-
-
-def _refused(exc: SQLAlchemyError) -> bool:
-    """Whether the database refused the records themselves (a constraint or data error, or a
-    value that cannot be bound), rather than being unavailable."""
-    if isinstance(exc, IntegrityError | DataError):
-        return True
-    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError)
+def _records(items: Iterable[Item]) -> list[PredictionRecord]:
+    return [record for record, _ in items]
 
 
 class LogWriter:
@@ -75,14 +60,16 @@ class LogWriter:
         batch_size: int = 500,
         replay_seconds: float = 1.0,
         batch_wait: float = BATCH_WAIT_SECONDS,
+        journal: Journal | None = None,
     ) -> None:
         self.db = db
         self.spill = spill
+        self.journal = journal
+        self.store = RecordStore(db, spill)
         self.batch_size = batch_size
         self.replay_seconds = replay_seconds
         self.batch_wait = batch_wait
-        self._copy = db.engine.dialect.name == "postgresql"
-        self._queue: queue.Queue[PredictionRecord | None] = queue.Queue(queue_size)
+        self._queue: queue.Queue[Item | None] = queue.Queue(queue_size)
         self._capacity = queue_size
         self._cond = threading.Condition()
         self._enqueued = 0
@@ -93,15 +80,12 @@ class LogWriter:
         self._stopping = threading.Event()
         self._kick = threading.Event()
         self._thread: threading.Thread | None = None
-        self._inflight: list[PredictionRecord] = []
-        self._stranded: list[PredictionRecord] = []
+        self._inflight: list[Item] = []
+        self._stranded: list[Item] = []
         """Records neither the database nor the disk took when shutdown began."""
         self._finished = False
-        self._backoff = replay_seconds
-        self._next_replay = 0.0
-        self._next_scan = 0.0
-        self._db_down = False
-        self.written = self.copied = self.replayed = self.adopted = 0
+        self.replays = Replayer(spill, self.store, batch_size=batch_size, seconds=replay_seconds)
+        self.written = self.restarts = self.escaped = 0
         self.failed_batches = self.batches = 0
         self.batch_seconds = 0.0
 
@@ -111,29 +95,70 @@ class LogWriter:
             queue_depth=self._queue.qsize(),
             queue_capacity=self._capacity,
             written=self.written,
-            copied=self.copied,
+            copied=self.store.copied,
             spilled=self.spill.spilled,
             spill_pending=self.spill.pending,
-            replayed=self.replayed,
-            adopted=self.adopted,
+            replayed=self.replays.replayed,
+            adopted=self.replays.adopted,
             rejected=self.spill.rejected,
+            escaped=self.store.escaped + self.escaped,
             failed_batches=self.failed_batches,
             batches=self.batches,
             batch_seconds=self.batch_seconds,
+            journal_pending=0 if self.journal is None else self.journal.pending,
+            writer_alive=self.alive,
+            writer_restarts=self.restarts,
         )
 
+    @property
+    def alive(self) -> bool:
+        """Whether the thread runs (False before ``start`` and after ``close``)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def start(self) -> None:
-        """Start the thread; it first replays spill files left by dead processes."""
+        """Open the journal and start the thread; it first replays spill files left by dead
+        processes."""
+        if self.journal is not None:
+            self.journal.open()
+        self._start_thread()
+
+    def _start_thread(self) -> None:
+        self._finished = False
         self._thread = threading.Thread(target=self._run, name="modelserve-log", daemon=True)
         self._thread.start()
 
+    def _supervise(self) -> None:
+        # Cheap enough for every put: the thread only dies of what _run cannot catch.
+        thread = self._thread
+        if thread is None or thread.is_alive() or self._closed:
+            return
+        with self._cond:
+            if self._thread is thread and not self._closed:
+                self.restarts += 1
+                logger.error("prediction log: the writer thread had died; starting it again")
+                self._start_thread()
+
     def put(self, record: PredictionRecord) -> None:
-        """Hand a record over without waiting for the database: queued, or appended to the
-        spill file when the queue is full. Raises OSError only when that append fails too."""
+        """Hand a record over without waiting for the database: journaled and queued, or
+        appended to the spill file when the queue is full. Raises OSError only when the record
+        can be kept nowhere."""
+        self._supervise()
+        number = -1
+        if self.journal is not None and not self._closed:
+            safe, line = encode(record)
+            if safe is not record:
+                self.escaped += 1
+                record = safe
+            try:
+                number = self.journal.append(line + b"\n")
+            except OSError:
+                logger.exception("prediction log: cannot append to the journal; spilling")
+                self.spill.append([record])
+                return
         with self._cond:
             if not self._closed:
                 try:
-                    self._queue.put_nowait(record)
+                    self._queue.put_nowait((record, number))
                 except queue.Full:
                     pass
                 else:
@@ -143,18 +168,28 @@ class LogWriter:
             self._write_now([record])
         else:
             self.spill.append([record])
+        self._done([(record, number)])
 
     def _write_now(self, records: Sequence[PredictionRecord]) -> None:
         try:
-            self._store(records)
+            self.store.store(records)
         except SQLAlchemyError:
             self.spill.append(records)
+
+    def _done(self, items: Iterable[Item]) -> None:
+        # Committed or spilled: the journal may forget them (a checkpoint).
+        if self.journal is not None:
+            try:
+                self.journal.done(number for _, number in items)
+            except OSError:
+                logger.exception("prediction log: cannot checkpoint the journal")
 
     def flush(self, timeout: float = 5.0) -> bool:
         """Wait until every record handed over before this call is in the database or the
         spill file and, if spilled records are waiting, for one attempt to replay them (so a
         client that predicted and then reads the log sees its predictions). True when done
         within ``timeout`` seconds."""
+        self._supervise()
         thread = self._thread
         if thread is None or not thread.is_alive():
             return True
@@ -197,12 +232,16 @@ class LogWriter:
         else:
             leftovers = self._stranded + self._drain()
         try:
-            self.spill.append(leftovers)
+            self.spill.append(_records(leftovers))
+            self._done(leftovers)
         except OSError:
             logger.critical(
-                "prediction log: %d record(s) could neither be written nor spilled at shutdown",
+                "prediction log: %d record(s) could neither be written nor spilled at shutdown "
+                "(the journal keeps them for the next process)",
                 len(leftovers),
             )
+        if self.journal is not None:
+            self.journal.close()
         self.spill.close()
 
     def _wake(self) -> None:
@@ -210,8 +249,8 @@ class LogWriter:
         with contextlib.suppress(queue.Full):  # if full, the thread is busy and looks again
             self._queue.put_nowait(None)
 
-    def _drain(self) -> list[PredictionRecord]:
-        records: list[PredictionRecord] = []
+    def _drain(self) -> list[Item]:
+        records: list[Item] = []
         while True:
             try:
                 item = self._queue.get_nowait()
@@ -224,7 +263,15 @@ class LogWriter:
 
     def _run(self) -> None:
         try:
-            self._loop()
+            while True:
+                try:
+                    self._loop()
+                    return
+                except Exception:
+                    self.restarts += 1
+                    logger.exception("prediction log: the writer failed; it goes on")
+                    if self._stopping.wait(min(self.replay_seconds, 1.0)):
+                        return  # close() spills what is left
         finally:
             with self._cond:
                 self._finished = True
@@ -232,29 +279,21 @@ class LogWriter:
 
     def _loop(self) -> None:
         while True:
-            batch = self._take(self._idle_seconds())
+            batch = self._take(self.replays.idle_seconds())
             if batch:
                 self._write_batch(batch)
             stopping = self._stopping.is_set()
             if stopping and self._queue.empty():
-                if self.spill.pending and not self._db_down:
-                    self._replay(adopt=False)
+                if self.spill.pending and not self.replays.db_down:
+                    self._replay()
                 return
             now = time.monotonic()
-            if self._replay_wanted or (self.spill.pending and now >= self._next_replay):
-                self._replay(adopt=False)
-            if now >= self._next_scan and not stopping:
-                self._next_scan = now + ORPHAN_SCAN_SECONDS
-                self._replay(adopt=True)
+            if self._replay_wanted or self.replays.own_due(now):
+                self._replay()
+            if not stopping and self.replays.scan_due(now):
+                self.replays.replay(adopt=True)
 
-    def _idle_seconds(self) -> float:
-        now = time.monotonic()
-        due = self._next_scan
-        if self.spill.pending:
-            due = min(due, self._next_replay)
-        return min(max(due - now, 0.0), 1.0)
-
-    def _take(self, timeout: float) -> list[PredictionRecord]:
+    def _take(self, timeout: float) -> list[Item]:
         # Up to batch_size records: the first within ``timeout``, then, unless a batch is already
         # waiting, whatever arrives within batch_wait (a lone record per transaction costs ~20
         # times the CPU of one among many; sleeping, not waking per record, keeps it cheap). A
@@ -268,7 +307,7 @@ class LogWriter:
         self._kick.clear()
         return self._take_ready([] if first is None else [first])
 
-    def _take_ready(self, batch: list[PredictionRecord]) -> list[PredictionRecord]:
+    def _take_ready(self, batch: list[Item]) -> list[Item]:
         while len(batch) < self.batch_size:
             try:
                 item = self._queue.get_nowait()
@@ -278,36 +317,41 @@ class LogWriter:
                 batch.append(item)
         return batch
 
-    def _write_batch(self, batch: list[PredictionRecord]) -> None:
+    def _write_batch(self, batch: list[Item]) -> None:
         self._inflight = batch
         try:
             started = time.perf_counter()
             try:
-                self._store_new(batch)
+                self.store.store_new(_records(batch))
             except SQLAlchemyError as exc:
                 self.failed_batches += 1
-                self._database_down(exc, retried=False)
+                self.replays.database_down(exc, retried=False)
+                self._spill_batch(batch)
+            except Exception:  # a defect, not a record (RecordStore isolates those): keep them
+                self.failed_batches += 1
+                logger.exception("prediction log: cannot write a batch; spilling it")
                 self._spill_batch(batch)
             else:
+                self._done(batch)
                 self.batches += 1
                 self.batch_seconds += time.perf_counter() - started
                 self.written += len(batch)
-                if self._db_down:  # it is back: replay what was spilled meanwhile now
-                    self._db_down = False
-                    self._next_replay = 0.0
+                self.replays.database_back()
         finally:
             self._inflight = []
             with self._cond:
                 self._processed += len(batch)
                 self._cond.notify_all()
 
-    def _spill_batch(self, batch: list[PredictionRecord]) -> None:
+    def _spill_batch(self, batch: list[Item]) -> None:
         # With neither the database nor the disk taking records, hold on to them and retry:
         # the queue fills up, and requests fail (503) once they cannot spill either.
         delay = self.replay_seconds
+        records = _records(batch)
         while True:
             try:
-                self.spill.append(batch)
+                self.spill.append(records)
+                self._done(batch)
                 return
             except OSError as exc:
                 logger.error("prediction log: cannot spill %d record(s): %s", len(batch), exc)
@@ -315,90 +359,20 @@ class LogWriter:
                 self._stranded.extend(batch)  # close() keeps them if it can
                 return
             try:
-                self._store(batch)
+                self.store.store(records)
                 self.written += len(batch)
+                self._done(batch)
                 return
             except SQLAlchemyError:
                 delay = min(delay * 2, MAX_BACKOFF_SECONDS)
 
-    def _store_new(self, records: Sequence[PredictionRecord]) -> int:
-        """``_store`` for records fresh from the queue: on PostgreSQL with COPY (a third of the
-        CPU per row), falling back to the INSERT when any is refused or already stored."""
-        if self._copy:
-            try:
-                with self.db.transaction() as session:
-                    PredictionRepository(session).copy_new(records)
-            except SQLAlchemyError as exc:
-                if not _refused(exc):
-                    raise
-            else:
-                self.copied += len(records)
-                return len(records)
-        return self._store(records)
-
-    def _store(self, records: Sequence[PredictionRecord]) -> int:
-        """Insert records in one transaction, skipping rows already stored; a record the
-        database refuses is set aside (see SpillStore.reject) rather than holding back the
-        others. Returns how many were stored; raises when the database is unavailable."""
+    def _replay(self) -> None:
+        with self._cond:
+            self._replays_started += 1
+            self._replay_wanted = False
         try:
-            with self.db.transaction() as session:
-                PredictionRepository(session).insert_ignoring_duplicates(records)
-        except SQLAlchemyError as exc:
-            if not _refused(exc):
-                raise
-            if len(records) == 1:
-                self._reject(records, exc)
-                return 0
-            return sum(self._store([record]) for record in records)
-        return len(records)
-
-    def _reject(self, records: Sequence[PredictionRecord], exc: SQLAlchemyError) -> None:
-        reason = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-        try:
-            self.spill.reject(records, reason)
-        except OSError:
-            logger.critical(
-                "prediction log: record %s refused by the database (%s) and not kept: %r",
-                records[0].request_id,
-                reason,
-                records[0],
-            )
-
-    def _database_down(self, exc: SQLAlchemyError, *, retried: bool) -> None:
-        # Only failed replays back off further: a failed batch says nothing new.
-        now = time.monotonic()
-        if not self._db_down:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            logger.warning("prediction log: database unavailable (%s); spilling records", message)
-            self._next_replay = now + self._backoff
-        self._db_down = True
-        if retried:
-            self._next_replay = now + self._backoff
-            self._backoff = min(self._backoff * 2, MAX_BACKOFF_SECONDS)
-
-    def _replay(self, *, adopt: bool) -> None:
-        if not adopt:
-            with self._cond:
-                self._replays_started += 1
-                self._replay_wanted = False
-        try:
-            if adopt:
-                self.adopted += self.spill.adopt_orphans(self._store, self.batch_size)
-            else:
-                self.replayed += self.spill.replay_own(self._store, self.batch_size)
-        except SQLAlchemyError as exc:
-            self._database_down(exc, retried=True)
-            if adopt:
-                self._next_scan = time.monotonic() + self._backoff
-        except OSError:
-            logger.exception("prediction log: cannot read spill files")
-        else:
-            if not adopt:
-                self._db_down = False
-                self._backoff = self.replay_seconds
-                self._next_replay = time.monotonic() + self.replay_seconds
+            self.replays.replay(adopt=False)
         finally:
-            if not adopt:
-                with self._cond:
-                    self._replays_done += 1
-                    self._cond.notify_all()
+            with self._cond:
+                self._replays_done += 1
+                self._cond.notify_all()

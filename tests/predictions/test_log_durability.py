@@ -1,10 +1,15 @@
 """Real server processes: predictions served while the database is away are logged once it is
-back, and a SIGTERM under load loses no logged prediction."""
+back, a SIGTERM under load loses no logged prediction, and neither does a SIGKILL or a killed
+Gunicorn worker: each record is in the process's journal (in the kernel) before its response
+leaves, and the next process on the data dir (a restart, or the worker Gunicorn starts in place
+of a killed one) replays it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sqlite3
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,7 +30,7 @@ from factories import (
     unlabelled_metrics,
 )
 from processes import running_server
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.engine import make_url
 from tcpproxy import TcpProxy
 
@@ -163,7 +168,7 @@ def test_records_spilled_while_the_database_is_down_are_replayed_when_it_is_back
         running_server(db.url, data_dir, auth_cache_seconds="30") as (base, _),
     ):
         sent = spill_down(base, key, database_url, db.cut)
-        spill_files = [p for p in (data_dir / "spill").iterdir() if p.suffix != ".lock"]
+        spill_files = list((data_dir / "spill").glob("*.jsonl"))
         assert sum(len(p.read_bytes().splitlines()) for p in spill_files) == len(sent)
         db.restore()
         wait_until(lambda: logged(database_url, sent) == sent, "every record is replayed")
@@ -232,3 +237,134 @@ def test_sigterm_under_load_loses_no_logged_prediction(database_url: str, tmp_pa
     assert len(answered) >= 300
     assert logged(database_url, answered) == answered
     assert list((data_dir / "spill").glob("*.jsonl")) == []  # written at shutdown, not spilled
+
+
+def rows_per_request(database_url: str) -> dict[str, int]:
+    """How many primary rows each logged request id has."""
+    db = Database(database_url, pool_size=1)
+    try:
+        with db.sessions() as session:
+            counted = session.execute(
+                select(Prediction.request_id, func.count())
+                .where(Prediction.variant == "primary")
+                .group_by(Prediction.request_id)
+            ).all()
+    finally:
+        db.dispose()
+    return {str(request_id): count for request_id, count in counted}
+
+
+class Load:
+    """Threads sending predictions as fast as the server answers; ``answered`` holds the
+    request ids of the 200s."""
+
+    def __init__(self, base: str, key: str, threads: int = 4) -> None:
+        self.base, self.key = base, key
+        self.answered: set[str] = set()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._send) for _ in range(threads)]
+
+    def _send(self) -> None:
+        with httpx.Client(base_url=self.base, headers={"X-API-Key": self.key}, timeout=30) as http:
+            while not self._stop.is_set():
+                try:
+                    response = http.post("/v1/models/iris/predict", json={"instances": [INSTANCE]})
+                except httpx.TransportError:
+                    time.sleep(0.01)  # the process was killed: connections are refused or reset
+                    continue
+                if response.status_code == 200:
+                    with self._lock:
+                        self.answered.add(str(response.json()["request_id"]))
+
+    def count(self) -> int:
+        """Requests answered 200 so far."""
+        with self._lock:
+            return len(self.answered)
+
+    @contextmanager
+    def running(self) -> Iterator[Load]:
+        """Send load while inside the block."""
+        for thread in self._threads:
+            thread.start()
+        try:
+            yield self
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(timeout=60)
+
+
+def assert_each_logged_once(database_url: str, answered: set[str]) -> None:
+    def all_logged() -> bool:
+        return answered <= set(rows_per_request(database_url))
+
+    wait_until(all_logged, "every answered request is logged", seconds=60)
+    counts = rows_per_request(database_url)
+    assert {r: counts[r] for r in answered if counts[r] != 1} == {}
+
+
+def test_sigkill_under_load_loses_no_answered_prediction(database_url: str, tmp_path: Path) -> None:
+    key = admin_key(database_url)
+    data_dir = tmp_path / "data"
+    with running_server(database_url, data_dir) as (base, process):
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as http:
+            register_iris(http)
+        with Load(base, key).running() as load:
+            wait_until(lambda: load.count() >= 300, "the server is under load")
+            process.send_signal(signal.SIGKILL)
+            process.wait(timeout=30)
+        answered = set(load.answered)
+    leftovers = {p.name for p in (data_dir / "spill").iterdir()}
+    assert any(name.endswith(".journal") for name in leftovers), leftovers
+    with running_server(database_url, data_dir):  # adopts the dead process's journal
+        assert_each_logged_once(database_url, answered)
+
+
+def worker_pids(master: int) -> set[int]:
+    """The live children of a Gunicorn master."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == master and fields[0] != "Z":
+            found.add(int(stat.parent.name))
+    return found
+
+
+def wait_for_workers(master: subprocess.Popen[bytes], count: int) -> set[int]:
+    found: set[int] = set()
+
+    def enough() -> bool:
+        found.clear()
+        found.update(worker_pids(master.pid))
+        return len(found) == count
+
+    wait_until(enough, f"{count} workers")
+    return set(found)
+
+
+def test_a_killed_gunicorn_worker_loses_no_answered_prediction(
+    database_url: str, tmp_path: Path
+) -> None:
+    key = admin_key(database_url)
+    data_dir = tmp_path / "data"
+    with running_server(database_url, data_dir, "--workers", "2") as (base, master):
+        with httpx.Client(base_url=base, headers={"X-API-Key": key}, timeout=60) as http:
+            register_iris(http)
+        first = wait_for_workers(master, 2)
+        with Load(base, key).running() as load:
+            wait_until(lambda: load.count() >= 300, "the server is under load")
+            victim = min(first)
+            os.kill(victim, signal.SIGKILL)
+            replaced: Callable[[], bool] = lambda: (  # noqa: E731
+                len(worker_pids(master.pid) - first) == 1
+            )
+            wait_until(replaced, "Gunicorn started a worker in place of the killed one")
+            seen = load.count()
+            wait_until(lambda: load.count() >= seen + 100, "the new worker serves too")
+        answered = set(load.answered)
+        # The new worker adopted the killed one's journal at start; the live one never let go.
+        assert_each_logged_once(database_url, answered)

@@ -1,0 +1,138 @@
+"""Turning any prediction-log record into JSON that every store takes.
+
+A request can carry what neither orjson nor PostgreSQL takes: a lone surrogate (JSON's
+``"\\ud800"`` parses to one), a NUL character, non-finite floats, integers beyond 64 bits, or
+lists nested deeper than orjson's 254 levels (or Python's recursion limit). ``loggable`` spells
+each of them in an escaped form that reads back sensibly: the escape as text (``\\ud800``,
+``\\u0000``), ``"nan"``, the integer's digits, and a subtree deeper than ``MAX_DEPTH`` as one
+string holding its JSON text. ``encode`` never raises: a record orjson refuses is escaped first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from modelserve.predictions.schemas import PredictionRecord
+
+FIELDS = tuple(f.name for f in dataclasses.fields(PredictionRecord))
+MAX_DEPTH = 100
+"""Containers nested deeper than this (within one logged value) are logged as their JSON text:
+well within orjson's limit of 254 with the record around them, and within the recursion limit."""
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
+_TEXT_FIELDS = ("caller", "protocol", "status", "variant")
+
+
+def escape_text(value: str) -> str:
+    """``value`` with lone surrogates and NUL spelled as their escapes (``\\ud800``)."""
+    if not value.isascii():
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "backslashreplace").decode()
+    return value.replace("\x00", "\\u0000")  # PostgreSQL text cannot hold NUL
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, int) and not -(2**63) <= value < 2**64:
+        return str(value)  # beyond what JSON encoders take as an integer
+    if isinstance(value, str):
+        return escape_text(value)
+    if isinstance(value, int | float):
+        return value
+    try:
+        orjson.dumps(value, option=_OPTIONS)
+    except TypeError:
+        return escape_text(str(value))
+    return value
+
+
+def loggable(value: Any, depth: int = 0) -> Any:
+    """``value`` with everything JSON or PostgreSQL cannot hold escaped (see the module doc), so
+    any request can be logged. Never recurses more than ``MAX_DEPTH`` levels."""
+    if isinstance(value, list | tuple):
+        if depth >= MAX_DEPTH:
+            return "".join(_json_text(value))
+        return [loggable(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if depth >= MAX_DEPTH:
+            return "".join(_json_text(value))
+        return {escape_text(str(k)): loggable(v, depth + 1) for k, v in value.items()}
+    return _scalar(value)
+
+
+def _json_text(value: Any) -> Iterator[str]:
+    """Compact JSON text of ``value`` (escaped scalars), without recursion: any depth."""
+    stack: list[Any] = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, _Literal):
+            yield item.text
+        elif isinstance(item, list | tuple):
+            stack.append(_Literal("]"))
+            for index in range(len(item) - 1, -1, -1):
+                stack.append(item[index])
+                if index:
+                    stack.append(_Literal(","))
+            yield "["
+        elif isinstance(item, dict):
+            stack.append(_Literal("}"))
+            entries = list(item.items())
+            for index in range(len(entries) - 1, -1, -1):
+                key, child = entries[index]
+                stack.append(child)
+                stack.append(_Literal(orjson.dumps(escape_text(str(key))).decode() + ":"))
+                if index:
+                    stack.append(_Literal(","))
+            yield "{"
+        else:
+            yield orjson.dumps(_scalar(item), option=_OPTIONS).decode()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Literal:
+    text: str
+
+
+def escaped(record: PredictionRecord) -> PredictionRecord:
+    """The record with its values escaped (``loggable``); what is stored when the record as it
+    came cannot be."""
+    changes: dict[str, Any] = {
+        "inputs": loggable(record.inputs),
+        "outputs": loggable(record.outputs),
+        "error": loggable(record.error),
+    }
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if isinstance(value, str):
+            changes[name] = escape_text(value)
+    return dataclasses.replace(record, **changes)
+
+
+def row(record: PredictionRecord) -> dict[str, Any]:
+    """The record as a shallow dict of its fields."""
+    return {name: getattr(record, name) for name in FIELDS}
+
+
+def dumps(record: PredictionRecord) -> bytes:
+    """One record as a JSON line (without the newline); TypeError when orjson refuses it."""
+    return orjson.dumps(row(record), option=_OPTIONS)
+
+
+def encode(record: PredictionRecord) -> tuple[PredictionRecord, bytes]:
+    """The record every store takes and its JSON line: the record itself when orjson takes it
+    (the common case: one call), else its escaped form. Never raises."""
+    try:
+        return record, dumps(record)
+    except TypeError:
+        pass
+    safe = escaped(record)
+    return safe, dumps(safe)
