@@ -23,9 +23,11 @@ def read_secret_file(path: Path, what: str, min_length: int) -> str:
         value = path.read_text().strip()
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
-        raise ValueError(f"{what} file {path} cannot be read: {reason}") from None
+        raise ValueError(f"MODELSERVE_{what}_FILE {path} cannot be read: {reason}") from None
     if len(value.encode()) < min_length:
-        raise ValueError(f"{what} file {path} holds fewer than {min_length} bytes; refusing it")
+        raise ValueError(
+            f"MODELSERVE_{what}_FILE {path} holds fewer than {min_length} bytes; refusing it"
+        )
     return value
 
 

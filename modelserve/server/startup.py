@@ -102,12 +102,16 @@ def seed_api_key(db: Database, path: Path) -> None:
     key = read_secret_file(path, "API_KEY", 40)
     prefix = api_key_prefix(key)
     if prefix is None:
-        raise StartupRefused(f"API_KEY file {path} does not hold a key shaped msk_<8 hex>_<secret>")
+        raise StartupRefused(
+            f"MODELSERVE_API_KEY_FILE {path} does not hold a key shaped msk_<8 hex>_<secret>"
+        )
     with db.transaction() as session:
         found = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
         if found is not None:
             if found.key_hash != sha256_token(key):
-                raise StartupRefused(f"API_KEY file {path}: another key has the same prefix")
+                raise StartupRefused(
+                    f"MODELSERVE_API_KEY_FILE {path}: another key has the same prefix"
+                )
             return
         user_id = ensure_user(session, MOUNTED_KEY_USER, Role.USER)
         row = ApiKey(user_id=user_id, name="mounted", prefix=prefix, key_hash=sha256_token(key))
