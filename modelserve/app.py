@@ -41,6 +41,7 @@ from modelserve.predictions.spill import SpillStore
 from modelserve.predictions.writer import LogWriter
 from modelserve.protocols.v2.router import router as v2_router
 from modelserve.registry.router import router as registry_router
+from modelserve.server.startup import anonymous_caller
 from modelserve.state import AppState
 from modelserve.users.router import router as users_router
 
@@ -71,6 +72,7 @@ def open_state(settings: Settings) -> AppState:
         inference.warm,
         is_loaded=cache.__contains__,
         poll_seconds=settings.registry_poll_seconds,
+        listen_url=settings.resolved_listen_url,
         heartbeat_seconds=settings.heartbeat_seconds,
         warm_limit=settings.model_cache_size,
     )
@@ -105,6 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state = open_state(settings)
         app.state.modelserve = state
+        if settings.auth_disabled:
+            state.anonymous = await anyio.to_thread.run_sync(anonymous_caller, state.db)
         state.log_writer.start()
         # Versions behind aliases are loaded and probed before the first request is accepted.
         await anyio.to_thread.run_sync(state.watcher.start)

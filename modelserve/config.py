@@ -5,10 +5,30 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MIN_SECRET_BYTES = 32
+MIN_DATABASE_URL_CHARS = 10
+"""Shorter than ``sqlite:///`` cannot be a database URL: a truncated or empty secret file."""
+
+
+def read_secret_file(path: Path, what: str, min_length: int) -> str:
+    """The stripped content of a mounted secret file (Docker and Kubernetes secrets are files).
+
+    Refuses an unreadable file or one holding fewer than ``min_length`` characters; the
+    message names the file, never its content.
+    """
+    try:
+        value = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise ValueError(f"MODELSERVE_{what}_FILE {path} cannot be read: {reason}") from None
+    if len(value.encode()) < min_length:
+        raise ValueError(
+            f"MODELSERVE_{what}_FILE {path} holds fewer than {min_length} bytes; refusing it"
+        )
+    return value
 
 
 class Settings(BaseSettings):
@@ -17,13 +37,28 @@ class Settings(BaseSettings):
     Nothing reads the environment at import time: build a ``Settings()`` where it is needed.
     """
 
-    model_config = SettingsConfigDict(env_prefix="MODELSERVE_", extra="ignore")
+    # Validation errors never echo what was given: it may be a secret.
+    model_config = SettingsConfigDict(
+        env_prefix="MODELSERVE_", extra="ignore", hide_input_in_errors=True
+    )
 
     data_dir: Path = Field(default=Path(".modelserve"), description="Where local state lives.")
     database_url: str | None = Field(
         default=None,
         description="SQLAlchemy URL; defaults to a SQLite file in the data dir. "
         "Use postgresql+psycopg://... for PostgreSQL.",
+    )
+    database_url_file: Path | None = Field(
+        default=None,
+        description="A file holding the database URL (a mounted secret); instead of DATABASE_URL.",
+    )
+    listen_database_url: str | None = Field(
+        default=None,
+        description="A direct PostgreSQL URL for the registry change listener (LISTEN needs a "
+        "session; PgBouncer in transaction mode cannot give one). Unset: DATABASE_URL.",
+    )
+    listen_database_url_file: Path | None = Field(
+        default=None, description="A file holding LISTEN_DATABASE_URL (a mounted secret)."
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
@@ -53,6 +88,30 @@ class Settings(BaseSettings):
     secret_key: SecretStr | None = Field(
         default=None,
         description="JWT signing key (32+ bytes). Unset: generated once into the data dir.",
+    )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="A file holding the JWT signing key (a mounted secret); instead of SECRET_KEY.",
+    )
+    api_key_file: Path | None = Field(
+        default=None,
+        description="A file holding an API key (msk_<8 hex>_<secret>) that the model-dir mode "
+        "seeds at start, for a user allowed to predict: how callers of a mounted model "
+        "authenticate.",
+    )
+    auth_disabled: bool = Field(
+        default=False,
+        description="WARNING: true answers requests without credentials as an anonymous "
+        "prediction-only user. Only for a service mesh that authenticates callers itself; "
+        "warned about at start.",
+    )
+    model_dir: Path | None = Field(
+        default=None,
+        description="Serve the model in this directory (model.<ext> and schema.json, as "
+        "KServe's storage initializer lays them out), registered at start.",
+    )
+    model_name: str | None = Field(
+        default=None, description="The name the model-dir model is served under."
     )
     access_token_minutes: int = Field(default=15, ge=1, le=24 * 60)
     refresh_token_days: int = Field(default=30, ge=1, le=365)
@@ -148,13 +207,28 @@ class Settings(BaseSettings):
             raise ValueError(f"secret_key must be at least {MIN_SECRET_BYTES} bytes")
         return value
 
-    @field_validator("database_url")
+    @field_validator("database_url", "listen_database_url")
     @classmethod
     def _normalise_postgres_driver(cls, value: str | None) -> str | None:
-        # Users paste libpq-style URLs; we only ship the psycopg 3 driver.
-        if value is not None and value.startswith(("postgresql://", "postgres://")):
-            return "postgresql+psycopg://" + value.split("://", 1)[1]
-        return value
+        return _psycopg_url(value)
+
+    @model_validator(mode="after")
+    def _read_secret_files(self) -> Settings:
+        if self.secret_key_file is not None:
+            _only_one(self.secret_key, "SECRET_KEY")
+            key = read_secret_file(self.secret_key_file, "SECRET_KEY", MIN_SECRET_BYTES)
+            self.secret_key = SecretStr(key)
+        if self.database_url_file is not None:
+            _only_one(self.database_url, "DATABASE_URL")
+            url = read_secret_file(self.database_url_file, "DATABASE_URL", MIN_DATABASE_URL_CHARS)
+            self.database_url = _psycopg_url(url)
+        if self.listen_database_url_file is not None:
+            _only_one(self.listen_database_url, "LISTEN_DATABASE_URL")
+            url = read_secret_file(
+                self.listen_database_url_file, "LISTEN_DATABASE_URL", MIN_DATABASE_URL_CHARS
+            )
+            self.listen_database_url = _psycopg_url(url)
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -163,7 +237,24 @@ class Settings(BaseSettings):
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'modelserve.db').resolve()}"
 
+    @property
+    def resolved_listen_url(self) -> str:
+        """The URL the registry change listener connects to: its own, else the database's."""
+        return self.listen_database_url or self.resolved_database_url
+
     def ensure_data_dir(self) -> Path:
         """Create the data dir if needed and return it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return self.data_dir
+
+
+def _psycopg_url(value: str | None) -> str | None:
+    # Users paste libpq-style URLs; we only ship the psycopg 3 driver.
+    if value is not None and value.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + value.split("://", 1)[1]
+    return value
+
+
+def _only_one(value: object, name: str) -> None:
+    if value is not None:
+        raise ValueError(f"set MODELSERVE_{name} or MODELSERVE_{name}_FILE, not both")

@@ -59,6 +59,8 @@ async def authenticate(state: AppState, bearer: str | None, api_key: str | None)
         raise BadRequest("Send one credential: Authorization or X-API-Key, not both.")
     credential = api_key or bearer
     if not credential:
+        if state.anonymous is not None:
+            return state.anonymous
         raise Unauthorized("Not authenticated: send Authorization: Bearer <token> or X-API-Key.")
     # Cached callers are answered on the event loop; a cache miss reads the database in a thread.
     caller = state.authenticator.from_cache(credential)

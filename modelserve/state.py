@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import anyio
 from prometheus_client import CollectorRegistry
 
-from modelserve.auth.caller import Authenticator
+from modelserve.auth.caller import Authenticator, Caller
 from modelserve.auth.ratelimit import RateLimiter
 from modelserve.auth.service import AuthContext
 from modelserve.config import Settings
@@ -35,3 +35,5 @@ class AppState:
     lifecycle: LifecycleService
     log_writer: LogWriter
     metrics: CollectorRegistry
+    anonymous: Caller | None = None
+    """Who a request without credentials is, when auth is disabled (a mesh authenticates)."""

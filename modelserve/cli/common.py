@@ -45,7 +45,9 @@ def load_settings(**overrides: Any) -> Settings:
 def open_database(settings: Settings) -> Database:
     """A migrated database for ``settings`` (pending migrations are applied)."""
     settings.ensure_data_dir()
-    migrate.upgrade(settings.resolved_database_url)
+    applied = migrate.upgrade(settings.resolved_database_url)
+    if applied is not None:
+        err().print(f"applied migrations {applied.before or 'base'} -> {applied.after}")
     return Database(settings.resolved_database_url, pool_size=2)
 
 

@@ -14,12 +14,13 @@ from modelserve.app import create_app
 from modelserve.audit.service import CLI_ACTOR
 from modelserve.auth.keys import ApiKeyService
 from modelserve.auth.schemas import ApiKeyCreate
-from modelserve.cli.common import load_settings, open_database, out, transaction
+from modelserve.cli.common import err, load_settings, open_database, out, transaction
 from modelserve.cli.models import move_alias
 from modelserve.cli.train import run_training
 from modelserve.config import Settings
 from modelserve.core.errors import NotFound
 from modelserve.registry.service import RegistryService
+from modelserve.server import startup
 from modelserve.server.workers import run_gunicorn, worker_count
 from modelserve.training.service import TrainingJob, register_trained
 from modelserve.users.models import Role
@@ -71,9 +72,44 @@ def run_server(settings: Settings) -> None:
     )
 
 
-def serve(host: HostOption = None, port: PortOption = None, workers: WorkersOption = None) -> None:
-    """Serve the API on the configured database."""
-    run_server(load_settings(host=host, port=port, workers=workers))
+ModelDirOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model-dir",
+        "--model_dir",
+        file_okay=False,
+        help="Serve the model in DIR (model.<ext> and schema.json, as KServe lays them out in "
+        "/mnt/models): registered at start, aliased production.",
+    ),
+]
+ModelNameOption = Annotated[
+    str | None,
+    typer.Option("--model-name", "--model_name", help="Name for --model-dir's model."),
+]
+HttpPortOption = Annotated[
+    int | None, typer.Option("--http_port", hidden=True, help="KServe's name for --port.")
+]
+
+
+def serve(
+    host: HostOption = None,
+    port: PortOption = None,
+    workers: WorkersOption = None,
+    model_dir: ModelDirOption = None,
+    model_name: ModelNameOption = None,
+    http_port: HttpPortOption = None,
+) -> None:
+    """Serve the API on the configured database (or the model in --model-dir)."""
+    settings = startup.load_settings(
+        host=host,
+        port=port or http_port,
+        workers=workers,
+        model_dir=model_dir,
+        model_name=model_name,
+    )
+    for note in startup.prepare(settings):
+        err().print(note)
+    run_server(settings)
 
 
 def write_demo_csv(data_dir: Path) -> Path:

@@ -53,6 +53,7 @@ class RegistryWatcher:
         is_loaded: Callable[[CacheKey], bool],
         poll_seconds: float,
         heartbeat_seconds: float,
+        listen_url: str | None = None,
         warm_limit: int,
     ) -> None:
         self.db = db
@@ -60,6 +61,8 @@ class RegistryWatcher:
         self.warm = warm
         self.is_loaded = is_loaded
         self.poll_seconds = poll_seconds
+        self.listen_url = listen_url or db.url
+        """LISTEN needs a session: behind PgBouncer in transaction mode, a direct URL."""
         self.heartbeat_seconds = heartbeat_seconds
         self.warm_limit = warm_limit
         self.instance_id = str(uuid.uuid4())
@@ -138,7 +141,7 @@ class RegistryWatcher:
         self._last_error = message
 
     def _listen(self) -> psycopg.Connection[tuple[object, ...]]:
-        url = make_url(self.db.url).set(drivername="postgresql")
+        url = make_url(self.listen_url).set(drivername="postgresql")
         conn = psycopg.connect(url.render_as_string(hide_password=False), autocommit=True)
         conn.execute(f"LISTEN {CHANNEL}")
         return conn
