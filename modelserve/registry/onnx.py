@@ -39,7 +39,7 @@ from modelserve.inference.onnx_predictor import (
 )
 from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
-from modelserve.registry.formats.twins import twin_unavailable
+from modelserve.registry.formats.twins import convertible, twin_unavailable
 from modelserve.registry.probe import sample_instances
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
@@ -229,6 +229,7 @@ def _convert(
 
     if any(MISSING_CATEGORY in (f.categories or []) for f in schema.features):
         raise ValueError("a category equals the placeholder for missing categories")
+    estimator = convertible(estimator)  # registry/formats/twins.py
     tensor = DoubleTensorType if precision == "double" else FloatTensorType
     initial: list[tuple[str, Any]]
     if layout == "columns":

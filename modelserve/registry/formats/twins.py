@@ -4,6 +4,7 @@ pipeline's last step) like any scikit-learn estimator and verifies it the same w
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -30,6 +31,22 @@ def twin_unavailable(model: Any) -> str | None:
     else:
         _register_lightgbm()
     return None
+
+
+def convertible(model: Any) -> Any:
+    """``model`` as onnxmltools can convert it: an XGBoost model (or pipeline ending in one)
+    whose Booster names its features is copied with the names dropped, as its converter reads
+    only ``f0, f1...``; the twin takes the schema-ordered matrix either way."""
+    if library_of(model) != "xgboost":
+        return model
+    steps = getattr(model, "steps", None)
+    final = steps[-1][1] if steps else model
+    if final.get_booster().feature_names is None:
+        return model
+    model = copy.deepcopy(model)
+    final = model.steps[-1][1] if steps else model
+    final.get_booster().feature_names = None
+    return model
 
 
 @functools.cache
