@@ -128,20 +128,34 @@ def _read_schema(path: Path) -> InputSchema:
 def register(
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     name: Annotated[str, typer.Option(help="Model name.")],
-    schema: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Input schema JSON.")],
+    schema: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            dir_okay=False,
+            help="Input schema JSON; omitted: built from the feature names the model carries.",
+        ),
+    ] = None,
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
 ) -> None:
-    """Register a skops, joblib or pickle file as a new version (loaded safely first)."""
+    """Register a model file (skops, joblib, pickle; XGBoost .json/.ubj, LightGBM .txt, ONNX)
+    as a new version, loaded safely first."""
     try:
         meta = RegistrationMetadata(
-            name=name, input_schema=_read_schema(schema), description=description, alias=alias
+            name=name,
+            input_schema=_read_schema(schema) if schema else None,
+            description=description,
+            alias=alias,
         )
     except ValidationError as exc:
         raise ValidationFailed("Invalid registration options.", details=str(exc)) from exc
     with transaction() as session:
         version = RegistryService(session).register(file.read_bytes(), meta, filename=file.name)
     out().print("[green]registered[/]")
+    if version.input_schema_source:
+        names = len(version.input_schema.features)
+        out().print(f"schema: built from the model's {names} feature names, all numeric")
     print_version(version)
     if alias:
         move_alias(name, alias, version.version)

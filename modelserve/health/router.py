@@ -14,6 +14,7 @@ from modelserve.core import migrate
 from modelserve.core.errors import ErrorBody, error_response
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import StateDep
+from modelserve.registry.formats.readiness import unloadable_versions
 
 router = APIRouter(tags=["health"])
 
@@ -40,6 +41,11 @@ def readyz(state: StateDep) -> Response:
         current = migrate.current_revision(state.db.engine)
         head = migrate.head_revision()
         checks["migrations"] = "head" if current == head else f"at {current}, head is {head}"
+        if current == head:
+            with state.db.sessions() as session:  # missing XGBoost/LightGBM: who cannot load
+                unloadable = unloadable_versions(session)
+            if unloadable:
+                checks["unloadable_versions"] = unloadable
     except SQLAlchemyError as exc:
         checks["database"] = f"unreachable: {type(exc).__name__}"
     if checks["database"] == "ok" and checks.get("migrations") == "head" and writer.alive:

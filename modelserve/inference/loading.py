@@ -10,8 +10,8 @@ from modelserve.core.db import Database
 from modelserve.core.errors import ArtifactIntegrityError
 from modelserve.inference.cache import LoadedVersion
 from modelserve.inference.column_blocks import verified_blocks
+from modelserve.inference.native import make_predictor
 from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
-from modelserve.inference.predictor import Predictor
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.loaders import ArtifactFormat, LoadedArtifact, load_artifact
 from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
@@ -52,7 +52,7 @@ def load_version(db: Database, version: ResolvedVersion, *, max_rows: int) -> Lo
     return LoadedVersion(
         version_id=version.version_id,
         validator=validator,
-        predictor=Predictor(
+        predictor=make_predictor(
             loaded.estimator,
             version.input_schema,
             version.output,

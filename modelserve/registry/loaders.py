@@ -42,8 +42,10 @@ from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 from sklearn.exceptions import InconsistentVersionWarning
 
 from modelserve.core.errors import InvalidArtifact, UnsafeArtifact
+from modelserve.registry.formats import NATIVE_LOADERS, library_error
+from modelserve.registry.formats.allowlist import allowed_global, skops_vetted_types
 
-ArtifactFormat = Literal["skops", "joblib", "pickle"]
+ArtifactFormat = Literal["skops", "joblib", "pickle", "xgboost", "lightgbm", "onnx"]
 """How an artifact is serialised."""
 
 _LOAD_LOCK = threading.Lock()
@@ -61,6 +63,7 @@ _SKOPS_VETTED_TYPES = _names("""
     numpy.dtype sklearn.tree._tree.Tree
     sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor
 """)
+_SKOPS_VETTED_TYPES += ("collections.OrderedDict", *skops_vetted_types())
 _SAFE_BUILTINS = _names("bool bytearray bytes complex dict float frozenset int list object range")
 _SAFE_BUILTINS += _names("set slice str tuple")
 _HELPERS = _names(f"""
@@ -168,7 +171,7 @@ def _load_predictor(loader: Callable[[bytes], Any], data: bytes, fmt: str) -> An
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
-        raise InvalidArtifact(
+        raise library_error(exc) or InvalidArtifact(
             f"The {fmt} artifact cannot be read.", details={"error": error}
         ) from exc
     return estimator
@@ -197,6 +200,7 @@ _LOADERS: dict[str, Callable[[bytes], Any]] = {
     "skops": _load_skops,
     "joblib": _load_pickle,
     "pickle": _load_pickle,
+    **NATIVE_LOADERS,
 }
 
 
@@ -270,6 +274,8 @@ def _resolve(module: str, name: str) -> Any:
     explicit = _explicit()
     if qualified in explicit:
         return explicit[qualified]
+    if (declared := allowed_global(qualified)) is not None:  # registry/formats/allow_*.py
+        return declared
     family = _family(module) if name.isidentifier() else None
     found = _import(module, name) if family else None
     if family is None or not _allowed_object(family, found):

@@ -28,6 +28,7 @@ import numpy as np
 from sklearn.pipeline import Pipeline
 
 from modelserve.core.errors import ValidationFailed
+from modelserve.inference.native import make_predictor
 from modelserve.inference.onnx_predictor import (
     FLAT_OUTPUT_KEY,
     LAYOUT_KEY,
@@ -36,8 +37,9 @@ from modelserve.inference.onnx_predictor import (
     OnnxPredictor,
     open_session,
 )
-from modelserve.inference.predictor import PredictionResult, Predictor
+from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
+from modelserve.registry.formats.twins import convertible, twin_unavailable
 from modelserve.registry.probe import sample_instances
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
@@ -90,6 +92,9 @@ def attempt_twin(estimator: Any, schema: InputSchema, output: OutputSpec) -> Twi
     and verify it; never raises."""
     started = time.perf_counter()
     reasons: dict[str, None] = {}  # in order, without repeats
+    unconvertible = twin_unavailable(estimator)  # registers onnxmltools' converters if needed
+    if unconvertible:
+        return _none(unconvertible, started)
     try:
         sample, expected = _reference(estimator, schema, output)
     except Exception as exc:  # the model itself cannot answer the sample: nothing to match
@@ -135,7 +140,7 @@ def _reference(
     Rows the model answers with non-finite outputs (the server refuses them) are left out."""
     instances = sample_instances(schema, SAMPLE_ROWS)
     validator = CompiledValidator(schema, max_rows=len(instances))
-    predictor = Predictor(estimator, schema, output)
+    predictor = make_predictor(estimator, schema, output)
     batch = validator.validate({"instances": instances})
     try:
         return batch, predictor.predict(batch)
@@ -224,6 +229,7 @@ def _convert(
 
     if any(MISSING_CATEGORY in (f.categories or []) for f in schema.features):
         raise ValueError("a category equals the placeholder for missing categories")
+    estimator = convertible(estimator)  # registry/formats/twins.py
     tensor = DoubleTensorType if precision == "double" else FloatTensorType
     initial: list[tuple[str, Any]]
     if layout == "columns":

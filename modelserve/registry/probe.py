@@ -8,7 +8,8 @@ from typing import Any
 import numpy as np
 
 from modelserve.core.errors import InvalidArtifact
-from modelserve.inference.predictor import PREDICT_PROBA, Predictor
+from modelserve.inference.native import make_predictor, native_output
+from modelserve.inference.predictor import PREDICT_PROBA
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.schemas import FeatureSpec, FeatureType, InputSchema, OutputSpec
 
@@ -80,7 +81,10 @@ def describe_output(estimator: Any, schema: InputSchema) -> OutputSpec:
     """Classification with labels, or regression; raises InvalidArtifact when the model cannot
     predict on schema-conforming rows."""
     classes = getattr(estimator, "classes_", None)
-    if classes is not None:
+    native = native_output(estimator)  # a Booster or an ONNX file: read from the model
+    if native is not None:
+        output = native
+    elif classes is not None:
         output = OutputSpec(
             task="classification",
             classes=np.asarray(classes).tolist(),
@@ -91,7 +95,7 @@ def describe_output(estimator: Any, schema: InputSchema) -> OutputSpec:
     validator = CompiledValidator(schema, max_rows=2)
     batch = validator.validate({"instances": probe_instances(schema)})
     try:
-        Predictor(estimator, schema, output).predict(batch)
+        make_predictor(estimator, schema, output).predict(batch)
     except Exception as exc:
         raise InvalidArtifact(
             "The model cannot predict on inputs matching the given schema.",

@@ -123,6 +123,11 @@ class VersionPublic(BaseModel):
         default=None,
         description="In the registration response only (not stored): why no ONNX twin was kept.",
     )
+    input_schema_source: str | None = Field(
+        default=None,
+        description="In the registration response only: set when the schema was built from the "
+        "model file's feature names rather than given.",
+    )
 
 
 class BatchingSettings(BaseModel):
@@ -193,9 +198,12 @@ class RegistrationMetadata(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    input_schema: InputSchema
-    format: Literal["skops", "joblib", "pickle"] | None = Field(
-        default=None, description="Detected from the bytes when omitted."
+    input_schema: InputSchema | None = Field(
+        default=None,
+        description="Omitted: built from the feature names the model file carries (numeric).",
+    )
+    format: Literal["skops", "joblib", "pickle", "xgboost", "lightgbm", "onnx"] | None = Field(
+        default=None, description="Detected from the file's name or bytes when omitted."
     )
     description: str = ""
     metrics: dict[str, Any] = Field(default_factory=dict)

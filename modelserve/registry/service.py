@@ -17,6 +17,8 @@ from modelserve.core.errors import InvalidArtifact, NotFound
 from modelserve.lifecycle.changes import announce
 from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
+from modelserve.registry.formats import native_format
+from modelserve.registry.formats.schema import complete_metadata, model_libraries
 from modelserve.registry.loaders import (
     ArtifactFormat,
     detect_format,
@@ -54,7 +56,7 @@ def artifact_format(data: bytes, filename: str | None) -> ArtifactFormat:
     """The format named by the file's extension, else the one its leading bytes announce
     (an uncompressed joblib file is a plain pickle stream, so only its name tells them apart)."""
     suffix = PurePath(filename).suffix.lower() if filename else ""
-    return _EXTENSION_FORMATS.get(suffix) or detect_format(data)
+    return _EXTENSION_FORMATS.get(suffix) or native_format(data, filename) or detect_format(data)
 
 
 @dataclass(frozen=True)
@@ -125,11 +127,13 @@ class RegistryService:
         """
         fmt = meta.format or artifact_format(data, filename)
         loaded = load_artifact(data, fmt)
-        output = probe.describe_output(loaded.estimator, meta.input_schema)
+        schema, schema_source = complete_metadata(meta, loaded.estimator)  # formats/schema.py
+        output = probe.describe_output(loaded.estimator, schema)
         # Before any row is locked: converting and verifying takes from milliseconds to a second.
-        onnx = attempt_twin(loaded.estimator, meta.input_schema, output)
+        onnx = attempt_twin(loaded.estimator, schema, output)
         form = serving_form(loaded.estimator) if fmt == "skops" else None
         env = self._environment(environment, meta, loaded.trained_sklearn_version)
+        env.update(model_libraries(loaded.estimator, fmt))
         model = self._get_or_create_model(meta.name)
         version = ModelVersion(
             model_id=model.id,
@@ -137,7 +141,7 @@ class RegistryService:
             format=fmt,
             sha256=sha256_hex(data),
             size_bytes=len(data),
-            input_schema=meta.input_schema.model_dump(mode="json", exclude_defaults=False),
+            input_schema=schema.model_dump(mode="json", exclude_defaults=False),
             output=output.model_dump(mode="json"),
             metrics=meta.metrics,
             environment=env,
@@ -170,7 +174,9 @@ class RegistryService:
             format=fmt,
         )
         public = self._version_public(model, version)
-        return public.model_copy(update={"onnx_unavailable_reason": onnx.reason})
+        return public.model_copy(
+            update={"onnx_unavailable_reason": onnx.reason, "input_schema_source": schema_source}
+        )
 
     @staticmethod
     def _environment(
