@@ -188,3 +188,26 @@ def test_a_lone_surrogate_in_a_request_is_logged_escaped_over_http(
     assert samples["modelserve_prediction_log_writer_up"] == 1
     assert samples["modelserve_prediction_log_writer_restarts_total"] == 0
     assert samples["modelserve_prediction_log_rejected_total"] == 0
+
+
+def test_a_feature_nested_950_deep_is_refused_in_the_envelope_and_logged(
+    client: TestClient,
+) -> None:
+    register_iris(client)
+    others = {k: v for k, v in iris_instance(0).items() if k != "sepal_length"}
+    deep = b"[" * 950 + b"1" + b"]" * 950  # orjson.loads takes it; the old encoder recursed
+    body = orjson.dumps({"instances": [others]}).replace(
+        b'[{"', b'[{"sepal_length":' + deep + b',"', 1
+    )
+    response = client.post(
+        "/v1/models/iris/predict", content=body, headers={"content-type": "application/json"}
+    )
+    assert 400 <= response.status_code < 500, response.text
+    assert set(response.json()) == {"code", "message", "details"}
+    if response.status_code == 422:  # it reached the model (not refused at parse time): logged
+        (logged,) = client.get("/v1/predictions").json()["data"]
+        value = logged["inputs"][0]["sepal_length"]
+        kept = depth_of(value)
+        for _ in range(kept):
+            value = value[0]
+        assert value == "[" * (950 - kept) + "1" + "]" * (950 - kept)
