@@ -89,7 +89,7 @@ def open_state(settings: Settings) -> AppState:
         cache=cache,
         inference=inference,
         model_threads=anyio.CapacityLimiter(settings.inference_threads),
-        authenticator=Authenticator(db, signer, settings.auth_cache_seconds),
+        authenticator=Authenticator.of(settings, db, signer, limiter),
         auth=AuthContext(db=db, signer=signer, limiter=limiter, settings=settings),
         limiter=limiter,
         watcher=watcher,
@@ -128,6 +128,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(
                 state.log_writer.close, settings.log_flush_timeout_seconds
             )
+            await anyio.to_thread.run_sync(state.authenticator.close)
             state.db.dispose()
 
     docs = settings.docs_enabled

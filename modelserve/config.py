@@ -196,9 +196,33 @@ class Settings(BaseSettings):
         description="fsync the journal every this many milliseconds, bounding what a machine "
         "crash (not a killed process: the kernel keeps what was written) can lose; 0 never.",
     )
-    login_limit_per_user: int = Field(default=10, ge=1, description="Attempts per window.")
-    login_limit_per_address: int = Field(default=30, ge=1, description="Attempts per window.")
+    login_limit_per_user: int = Field(
+        default=10,
+        ge=1,
+        description="Login attempts per window for one username from one client address (a "
+        "successful login resets it); other addresses are not affected, so wrong passwords "
+        "cannot lock the owner out.",
+    )
+    login_limit_per_address: int = Field(
+        default=30, ge=1, description="Login attempts per window from one client address."
+    )
     login_window_seconds: int = Field(default=60, ge=1)
+    key_failures_per_address: int = Field(
+        default=20,
+        ge=1,
+        description="Attempts with unknown API keys per window from one client address; from it on "
+        "that address gets 429 for API keys until the window ends.",
+    )
+    key_failure_window_seconds: int = Field(default=60, ge=1, le=3600)
+    auth_grace_seconds: float = Field(
+        default=300.0,
+        ge=0.0,
+        le=86_400.0,
+        description="While the database is unreachable, how long after a credential was last "
+        "verified against it a process still accepts it from its cache (so loaded models keep "
+        "serving). Revocations made during that time take effect when the database is back. "
+        "0 fails closed: no database, no caller.",
+    )
 
     @field_validator("secret_key")
     @classmethod

@@ -53,8 +53,11 @@ def client_address(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-async def authenticate(state: AppState, bearer: str | None, api_key: str | None) -> Caller:
-    """The caller behind a bearer credential or an API key header; 401 without either."""
+async def authenticate(
+    state: AppState, bearer: str | None, api_key: str | None, address: str | None = None
+) -> Caller:
+    """The caller behind a bearer credential or an API key header; 401 without either. Failed
+    API keys count against the client ``address``."""
     if api_key and bearer and api_key != bearer:
         raise BadRequest("Send one credential: Authorization or X-API-Key, not both.")
     credential = api_key or bearer
@@ -63,19 +66,21 @@ async def authenticate(state: AppState, bearer: str | None, api_key: str | None)
             return state.anonymous
         raise Unauthorized("Not authenticated: send Authorization: Bearer <token> or X-API-Key.")
     # Cached callers are answered on the event loop; a cache miss reads the database in a thread.
-    caller = state.authenticator.from_cache(credential)
+    caller = state.authenticator.from_cache(credential, address)
     if caller is not None:
         return caller
-    return await anyio.to_thread.run_sync(state.authenticator.authenticate, credential)
+    return await anyio.to_thread.run_sync(state.authenticator.authenticate, credential, address)
 
 
 async def get_caller(
+    request: Request,
     state: StateDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
     api_key: Annotated[str | None, Security(_api_key)],
 ) -> Caller:
     """The authenticated caller; 401 without valid credentials."""
-    return await authenticate(state, bearer.credentials if bearer else None, api_key)
+    credential = bearer.credentials if bearer else None
+    return await authenticate(state, credential, api_key, client_address(request))
 
 
 def bearer_credential(request: Request) -> str | None:
@@ -95,7 +100,7 @@ async def request_caller(request: Request) -> Caller:
     authentication; routes using this declare ``SECURITY_OPENAPI`` themselves."""
     state: AppState = request.app.state.modelserve
     api_key = request.headers.get("x-api-key") or None
-    return await authenticate(state, bearer_credential(request), api_key)
+    return await authenticate(state, bearer_credential(request), api_key, client_address(request))
 
 
 CallerDep = Annotated[Caller, Depends(get_caller)]

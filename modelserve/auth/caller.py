@@ -4,19 +4,22 @@ process within ``auth_cache_seconds``."""
 
 from __future__ import annotations
 
-import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Generic, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from modelserve.auth.cache import GraceCache, Outage
 from modelserve.auth.models import ApiKey, LoginSession
+from modelserve.auth.ratelimit import RateLimiter
+from modelserve.auth.throttle import KeyFailures
 from modelserve.auth.tokens import TokenSigner, api_key_prefix, sha256_token
+from modelserve.config import Settings
 from modelserve.core.clock import utcnow
 from modelserve.core.db import Database
 from modelserve.core.errors import Forbidden, Unauthorized
@@ -37,6 +40,7 @@ class Caller:
     key_prefix: str | None = None
     key_models: frozenset[str] | None = None
     key_quota: int | None = None
+    key_expires_at: datetime | None = None
 
     @property
     def label(self) -> str:
@@ -64,7 +68,11 @@ class Caller:
 
 
 class _CacheMiss(Exception):
-    """Something needed is not freshly cached."""
+    """Something needed is not usable from the cache."""
+
+
+class _UnknownKey(Unauthorized):
+    """No such API key: what a guesser gets (same answer as a revoked key's)."""
 
 
 @dataclass(frozen=True)
@@ -85,35 +93,6 @@ class _KeyState:
     revoked: bool
 
 
-class _TTLCache(Generic[K, T]):
-    def __init__(self, ttl: float, clock: Callable[[], float]) -> None:
-        self.ttl = ttl
-        self.clock = clock
-        self._items: dict[K, tuple[float, T]] = {}
-        self._lock = threading.Lock()
-
-    def peek(self, key: K) -> tuple[bool, T | None]:
-        """(fresh?, value) without loading."""
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is not None and hit[0] > self.clock():
-            return True, hit[1]
-        return False, None
-
-    def get(self, key: K, load: Callable[[], T]) -> T:
-        now = self.clock()
-        with self._lock:
-            hit = self._items.get(key)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        value = load()
-        with self._lock:
-            if len(self._items) > 10_000:
-                self._items.clear()
-            self._items[key] = (now + self.ttl, value)
-        return value
-
-
 class Authenticator:
     """Turns a bearer credential (access JWT or API key) into a Caller."""
 
@@ -123,24 +102,67 @@ class Authenticator:
         signer: TokenSigner,
         ttl: float,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        grace: float = 0.0,
+        key_failures: KeyFailures | None = None,
     ) -> None:
         self.db = db
         self.signer = signer
-        self._users: _TTLCache[int, _UserState | None] = _TTLCache(ttl, clock)
-        self._sessions: _TTLCache[uuid.UUID, bool] = _TTLCache(ttl, clock)
-        self._keys: _TTLCache[str, _KeyState | None] = _TTLCache(ttl, clock)
+        self.outage = Outage(clock)
+        self.key_failures = key_failures
+        self._users: GraceCache[int, _UserState | None] = GraceCache(ttl, grace, self.outage)
+        self._sessions: GraceCache[uuid.UUID, bool] = GraceCache(ttl, grace, self.outage)
+        self._keys: GraceCache[str, _KeyState | None] = GraceCache(ttl, grace, self.outage)
 
-    def from_cache(self, credential: str) -> Caller | None:
-        """The caller when everything needed is freshly cached (no database, safe on the event
-        loop); None when ``authenticate`` must run in a thread."""
+    @classmethod
+    def of(
+        cls, settings: Settings, db: Database, signer: TokenSigner, limiter: RateLimiter
+    ) -> Authenticator:
+        """The authenticator ``settings`` describe."""
+        failures = KeyFailures(
+            db,
+            limiter,
+            limit=settings.key_failures_per_address,
+            window_seconds=settings.key_failure_window_seconds,
+        )
+        return cls(
+            db,
+            signer,
+            settings.auth_cache_seconds,
+            grace=settings.auth_grace_seconds,
+            key_failures=failures,
+        )
+
+    def close(self) -> None:
+        """Write the failed-key tallies to the audit log."""
+        if self.key_failures is not None:
+            self.key_failures.close()
+
+    def from_cache(self, credential: str, address: str | None = None) -> Caller | None:
+        """The caller when everything needed is usable from the cache (no database, safe on the
+        event loop); None when ``authenticate`` must run in a thread. An unknown API key goes to
+        ``authenticate`` too, which counts it against the address."""
+        is_key = api_key_prefix(credential) is not None
+        if is_key and self.key_failures is not None:
+            self.key_failures.check(address)
         try:
             return self._authenticate(credential, cached_only=True)
-        except _CacheMiss:
+        except (_CacheMiss, _UnknownKey):
             return None
 
-    def authenticate(self, credential: str) -> Caller:
-        """The caller a credential belongs to; Unauthorized when it is not valid now."""
-        return self._authenticate(credential, cached_only=False)
+    def authenticate(self, credential: str, address: str | None = None) -> Caller:
+        """The caller a credential belongs to; Unauthorized when it is not valid now,
+        TooManyRequests for an address refused too many keys, DatabaseUnavailable when the
+        database is needed and cannot be reached."""
+        prefix = api_key_prefix(credential)
+        if prefix is None or self.key_failures is None:
+            return self._authenticate(credential, cached_only=False)
+        self.key_failures.check(address)
+        try:
+            return self._authenticate(credential, cached_only=False)
+        except _UnknownKey:
+            self.key_failures.failed(address, prefix)
+            raise
 
     def _authenticate(self, credential: str, *, cached_only: bool) -> Caller:
         if api_key_prefix(credential) is not None:
@@ -153,7 +175,7 @@ class Authenticator:
         return Caller(user_id=claims.user_id, username=user.username, role=user.role)
 
     @staticmethod
-    def _lookup(cache: _TTLCache[K, T], key: K, load: Callable[[K], T], cached_only: bool) -> T:
+    def _lookup(cache: GraceCache[K, T], key: K, load: Callable[[K], T], cached_only: bool) -> T:
         if not cached_only:
             return cache.get(key, lambda: load(key))
         fresh, value = cache.peek(key)
@@ -164,7 +186,9 @@ class Authenticator:
     def _from_key(self, key: str, cached_only: bool) -> Caller:
         digest = sha256_token(key)
         state = self._lookup(self._keys, digest, self._load_key, cached_only)
-        if state is None or state.revoked:
+        if state is None:
+            raise _UnknownKey("Invalid or revoked API key.")
+        if state.revoked:
             raise Unauthorized("Invalid or revoked API key.")
         if state.expires_at is not None and state.expires_at <= utcnow():
             raise Unauthorized("API key expired.")
@@ -177,6 +201,7 @@ class Authenticator:
             key_prefix=state.prefix,
             key_models=state.models,
             key_quota=state.quota,
+            key_expires_at=state.expires_at,
         )
 
     def _user(self, user_id: int, cached_only: bool) -> _UserState:

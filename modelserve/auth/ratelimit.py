@@ -36,6 +36,12 @@ class RateLimiter:
             retry_after = max(1, math.ceil(window_start + window_seconds - now))
             raise TooManyRequests(message, retry_after=retry_after)
 
+    def add(self, key: str, window_seconds: int) -> tuple[int, float]:
+        """Count one hit for ``key``: (hits in the current window, when the window ends)."""
+        now = self.clock()
+        window_start = int(now // window_seconds) * window_seconds
+        return self._increment(key, window_start, int(now)), float(window_start + window_seconds)
+
     def reset(self, key: str) -> None:
         """Forget a key's hits (e.g. after a successful login)."""
         with self.db.transaction() as session:

@@ -16,6 +16,7 @@ from modelserve.auth.schemas import (
     RefreshRequest,
     TokenPair,
 )
+from modelserve.auth.scopes import require_key_management, require_within
 from modelserve.auth.service import AuthService
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, Forbidden
@@ -68,7 +69,10 @@ def register(
 def create_api_key(
     body: ApiKeyCreate, caller: CallerDep, actor: ActorDep, session: SessionDep
 ) -> ApiKeyCreated:
-    """A key for yourself (admins: for anyone). The secret is shown in this response only."""
+    """A key for yourself (admins: for anyone). The secret is shown in this response only.
+    Not with an API key, unless it is an admin's, and then never wider than that key."""
+    require_key_management(caller)
+    require_within(caller, body)
     owner = caller.user_id if body.user_id is None else body.user_id
     if owner != caller.user_id and not caller.is_admin:
         raise Forbidden("Only admins create keys for other users.")
@@ -77,7 +81,8 @@ def create_api_key(
 
 @router.get("/v1/api-keys", response_model=ApiKeysPublic, summary="List API keys")
 def list_api_keys(caller: CallerDep, session: SessionDep) -> ApiKeysPublic:
-    """Your keys (admins: everyone's)."""
+    """Your keys (admins: everyone's). Not with a non-admin's API key."""
+    require_key_management(caller)
     return ApiKeyService(session).list(None if caller.is_admin else caller.user_id)
 
 
@@ -88,6 +93,7 @@ def revoke_api_key(
     actor: ActorDep,
     session: SessionDep,
 ) -> ApiKeyPublic:
-    """Revoke one of your keys (admins: anyone's)."""
+    """Revoke one of your keys (admins: anyone's). Not with a non-admin's API key."""
+    require_key_management(caller)
     owner = None if caller.is_admin else caller.user_id
     return ApiKeyService(session).revoke(key_id, owner, actor)

@@ -46,19 +46,24 @@ class AuthService:
 
     def login(self, username: str, password: str, address: str | None) -> TokenPair:
         """Tokens for valid credentials. Unknown user, wrong password and disabled account get the
-        same answer in about the same time; attempts are limited per name and per address."""
+        same answer in about the same time; attempts are limited per address and per (address,
+        username)."""
         settings = self.ctx.settings
-        name_key = f"login:user:{username.lower()[:100]}"
-        message = "Too many login attempts; try again later."
+        # Per address, and per username from that address: an attacker's address slows down
+        # without locking the owner out from theirs (a limit per username alone would let
+        # anyone lock any account out).
+        origin = address or "unknown"
+        pair_key = f"login:user:{origin}:{username.lower()[:100]}"
+        message = "Too many login attempts from this address; try again later."
         self.ctx.limiter.hit(
-            name_key,
-            limit=settings.login_limit_per_user,
+            f"login:addr:{origin}",
+            limit=settings.login_limit_per_address,
             window_seconds=settings.login_window_seconds,
             message=message,
         )
         self.ctx.limiter.hit(
-            f"login:addr:{address}",
-            limit=settings.login_limit_per_address,
+            pair_key,
+            limit=settings.login_limit_per_user,
             window_seconds=settings.login_window_seconds,
             message=message,
         )
@@ -72,7 +77,7 @@ class AuthService:
                 reason="bad credentials" if not valid else "disabled",
             )
             raise Unauthorized(BAD_LOGIN)
-        self.ctx.limiter.reset(name_key)
+        self.ctx.limiter.reset(pair_key)
         login = LoginSession(user_id=user.id)
         self.session.add(login)
         self.session.flush()

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 
 import jwt
 
+from modelserve.core.db import MAX_ID
 from modelserve.core.errors import Unauthorized
 
 ALGORITHM = "HS256"
@@ -62,7 +63,7 @@ class TokenSigner:
                 options={"require": ["sub", "exp", "iat", "iss", "aud", "jti", "sid"]},
             )
             return AccessClaims(
-                user_id=int(claims["sub"]),
+                user_id=_user_id(claims["sub"]),
                 role=str(claims["role"]),
                 session_id=uuid.UUID(str(claims["sid"])),
                 jti=str(claims["jti"]),
@@ -72,6 +73,15 @@ class TokenSigner:
             raise Unauthorized("Access token expired.") from exc
         except (jwt.InvalidTokenError, KeyError, ValueError, TypeError) as exc:
             raise Unauthorized("Invalid access token.") from exc
+
+
+def _user_id(subject: object) -> int:
+    """The user id a ``sub`` claim names; ValueError for anything no user row can have."""
+    if not isinstance(subject, str) or not subject.isascii() or not subject.isdigit():
+        raise ValueError("sub is not a user id")
+    if len(subject) > 10 or not 1 <= int(subject) <= MAX_ID:
+        raise ValueError("sub is out of range")
+    return int(subject)
 
 
 def sha256_token(token: str) -> str:

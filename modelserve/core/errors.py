@@ -13,7 +13,8 @@
      |    +-- InvalidArtifact (422 invalid_artifact)
      +-- TooManyRequests (429 rate_limited)
      +-- ModelUnavailable (503 model_unavailable)
-          +-- ArtifactIntegrityError (503 artifact_integrity_error)
+     |    +-- ArtifactIntegrityError (503 artifact_integrity_error)
+     +-- DatabaseUnavailable (503 database_unavailable)
 
 Services raise these; they never know about HTTP. ``install_error_handlers`` turns them (and
 FastAPI's own validation errors, unknown routes and crashes) into ``ErrorBody`` JSON.
@@ -28,7 +29,8 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
@@ -159,6 +161,25 @@ class ArtifactIntegrityError(ModelUnavailable):
     code = "artifact_integrity_error"
 
 
+DATABASE_UNREACHABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, PoolTimeout)
+"""What SQLAlchemy raises when the database cannot be reached (or refuses to work right now)."""
+
+
+class DatabaseUnavailable(AppError):
+    """The request needs the database, which cannot be reached now; ``Retry-After`` says when to
+    try again."""
+
+    status_code = 503
+    code = "database_unavailable"
+
+    def __init__(
+        self, message: str = "The database is unavailable; try again shortly.", retry_after: int = 5
+    ) -> None:
+        super().__init__(
+            message, {"retry_after": retry_after}, headers={"Retry-After": str(retry_after)}
+        )
+
+
 def error_response(
     status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
 ) -> Response:
@@ -193,7 +214,7 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         413: "Body too large",
         422: "Invalid content; details lists every problem",
         429: "Rate limited; see Retry-After",
-        503: "Model unavailable",
+        503: "Model or database unavailable; see Retry-After",
         500: "Internal error",
     }.items()
 }
@@ -251,6 +272,12 @@ async def _data_error_handler(request: Request, exc: Exception) -> Response:
     return _respond(request, 422, body)
 
 
+async def _database_unreachable_handler(request: Request, exc: Exception) -> Response:
+    logger.warning("database unavailable: %s", type(getattr(exc, "orig", exc)).__name__)
+    error = DatabaseUnavailable()
+    return _respond(request, error.status_code, error.to_body(), headers=error.headers)
+
+
 async def _unhandled_handler(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error", exc_info=exc)
     return _respond(
@@ -264,4 +291,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation_handler)
     app.add_exception_handler(StarletteHTTPException, _http_exception_handler)
     app.add_exception_handler(DataError, _data_error_handler)
+    for unreachable in DATABASE_UNREACHABLE:
+        app.add_exception_handler(unreachable, _database_unreachable_handler)
     app.add_exception_handler(Exception, _unhandled_handler)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from modelserve.audit.service import Actor, record
+from modelserve.auth.models import LoginSession
 from modelserve.auth.passwords import hash_password
+from modelserve.core.clock import utcnow
 from modelserve.core.errors import Conflict, NotFound
 from modelserve.users.models import Role, User
 from modelserve.users.repository import UserRepository
@@ -58,7 +61,9 @@ class UserService:
         if change.enabled is not None and change.enabled != user.enabled:
             user.enabled = change.enabled
             action = "user.enabled" if change.enabled else "user.disabled"
-            record(self.session, action, actor, f"user:{user.id}")
+            ended = 0 if change.enabled else self._end_sessions(user.id, "user_disabled")
+            details = {} if change.enabled else {"sessions_revoked": ended}
+            record(self.session, action, actor, f"user:{user.id}", **details)
         if change.role is not None and change.role.value != user.role:
             record(
                 self.session,
@@ -91,6 +96,16 @@ class UserService:
         if user is None:
             raise NotFound(f"User {user_id} not found.")
         return user
+
+    def _end_sessions(self, user_id: int, reason: str) -> int:
+        # Revoking the login sessions kills their refresh tokens and the access tokens bound to
+        # them (``sid``), so re-enabling the account does not revive what was issued before.
+        result = self.session.execute(
+            update(LoginSession)
+            .where(LoginSession.user_id == user_id, LoginSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow(), revoked_reason=reason)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
 
     def _keep_an_admin(self, user: User) -> None:
         if user.role == Role.ADMIN.value and user.enabled and self.repo.enabled_admins() <= 1:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from factories import create_key, create_user, iris_instance, register_iris
+from factories import PASSWORD, create_key, create_user, iris_instance, register_iris
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -31,8 +31,11 @@ def test_key_shown_once_and_stored_hashed(client: TestClient, db: Database) -> N
 
 
 def test_users_manage_only_their_own_keys(client: TestClient, db: Database) -> None:
-    user_key = create_key(db, create_user(db, "ursula"))
-    user = TestClient(client.app, headers={"X-API-Key": user_key})
+    create_key(db, create_user(db, "ursula"))
+    token = client.post("/v1/auth/token", data={"username": "ursula", "password": PASSWORD})
+    user = TestClient(
+        client.app, headers={"Authorization": f"Bearer {token.json()['access_token']}"}
+    )
     other = client.post("/v1/api-keys", json={"name": "admin's"}).json()
     assert user.delete(f"/v1/api-keys/{other['id']}").status_code == 404
     assert user.post("/v1/api-keys", json={"name": "x", "user_id": 1}).status_code == 403
@@ -58,11 +61,12 @@ def test_key_restricted_to_models(client: TestClient, db: Database) -> None:
 
 
 def test_expired_key_refused(client: TestClient, db: Database) -> None:
-    soon = datetime.now(UTC) + timedelta(seconds=1)
-    key = create_key(db, create_user(db, "sam"), expires_at=soon)
+    user = create_user(db, "sam")
+    soon = datetime.now(UTC) + timedelta(seconds=3)
+    key = create_key(db, user, expires_at=soon)
     caller = TestClient(client.app, headers={"X-API-Key": key})
     assert caller.get("/v1/users/me").status_code == 200
-    time.sleep(1.2)
+    time.sleep(max(0.0, (soon - datetime.now(UTC)).total_seconds()) + 0.2)
     assert caller.get("/v1/users/me").status_code == 401
     past = {"name": "late", "expires_at": "2020-01-01T00:00:00Z"}
     assert client.post("/v1/api-keys", json=past).status_code == 422
