@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, params
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.routing import APIRoute, APIRouter
+from starlette.routing import Match
+from starlette.types import Scope
 
 from modelserve import __version__
 from modelserve.audit.router import router as audit_router
@@ -22,7 +25,7 @@ from modelserve.auth.tokens import TokenSigner
 from modelserve.config import Settings
 from modelserve.core.db import Database
 from modelserve.core.errors import install_error_handlers
-from modelserve.core.http import BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from modelserve.core.http import RequestBodyMiddleware, SecurityHeadersMiddleware
 from modelserve.core.responses import ORJSONResponse
 from modelserve.health.router import router as health_router
 from modelserve.inference.cache import ModelCache
@@ -99,6 +102,40 @@ def open_state(settings: Settings) -> AppState:
     )
 
 
+def _form_routes(routers: Iterable[APIRouter]) -> list[APIRoute]:
+    """The routes that read a form (File or Form parameters) rather than JSON."""
+    return [
+        route
+        for router in routers
+        for route in router.routes
+        if isinstance(route, APIRoute)
+        and route.body_field is not None
+        and isinstance(route.body_field.field_info, params.Form)
+    ]
+
+
+def _form_matcher(routes: list[APIRoute]) -> Callable[[Scope], bool]:
+    def accepts_form(scope: Scope) -> bool:
+        return any(route.matches(scope)[0] == Match.FULL for route in routes)
+
+    return accepts_form
+
+
+_ROUTERS = (
+    # Starlette tries routes in order: the prediction routes, the hot path, go first.
+    predict_router,
+    health_router,
+    auth_router,
+    users_router,
+    registry_router,
+    lifecycle_router,
+    predictions_router,
+    audit_router,
+    v2_router,
+    monitoring_router,
+)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing touches the database until the lifespan starts."""
     settings = settings or Settings()
@@ -138,15 +175,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         summary="Validated, logged predictions from registered scikit-learn models.",
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        # A body without Content-Type is taken as JSON (RequestBodyMiddleware still requires
+        # UTF-8); one with a type other than JSON is refused with 415 there.
+        strict_content_type=False,
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
     app.add_middleware(
-        BodySizeLimitMiddleware,
+        RequestBodyMiddleware,
         default_limit=settings.max_body_bytes,
         upload_limit=settings.max_upload_bytes,
+        body_timeout=settings.body_timeout_seconds,
+        accepts_form=_form_matcher(_form_routes(_ROUTERS)),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -157,19 +199,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["X-Request-ID", "Retry-After"],
         )
     app.add_middleware(SecurityHeadersMiddleware)
-    # Starlette tries routes in order: the prediction routes, the hot path, go first.
-    routers = (
-        predict_router,
-        health_router,
-        auth_router,
-        users_router,
-        registry_router,
-        lifecycle_router,
-        predictions_router,
-        audit_router,
-        v2_router,
-        monitoring_router,
-    )
-    for router in routers:
+    for router in _ROUTERS:
         app.include_router(router)
     return app

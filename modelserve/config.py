@@ -75,6 +75,21 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         default=512 * 1024 * 1024, ge=1024, description="Largest model artifact accepted."
     )
+    header_timeout_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        description="A connection must send a request's whole header block within this long of "
+        "opening (or of starting the request), else it is closed (408).",
+    )
+    body_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        description="A request body must arrive within this long of the first read, each chunk "
+        "within this long of the last (the model upload: only the per-chunk bound), else 408.",
+    )
+    keepalive_seconds: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection is closed after this long."
+    )
     max_batch_size: int = Field(
         default=1000, ge=1, description="Most instances accepted in one prediction request."
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 
+from factories import register_iris
 from fastapi.testclient import TestClient
 
 from modelserve.app import create_app
@@ -17,3 +18,13 @@ def test_the_startup_heap_is_frozen_while_serving_and_released_after(settings: S
         assert client.get("/healthz").status_code == 200
         assert gc.get_freeze_count() > 100_000
     assert gc.get_freeze_count() == 0
+
+
+def test_the_model_list_does_not_claim_a_model_has_no_versions(client: TestClient) -> None:
+    register_iris(client)
+    register_iris(client)
+    [listed] = client.get("/v1/models").json()["data"]
+    assert listed["latest_version"] == 2
+    assert listed.get("versions", [1]) != []  # versions are listed by GET /v1/models/{name}
+    shown = client.get("/v1/models/iris").json()
+    assert [v["version"] for v in shown["versions"]] == [1, 2]

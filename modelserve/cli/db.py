@@ -8,7 +8,7 @@ from modelserve.cli.common import load_settings, out
 from modelserve.core import migrate
 from modelserve.core.db import Database
 
-app = typer.Typer(help="Database migrations.", no_args_is_help=True)
+app = typer.Typer(help="Database migrations.", no_args_is_help=True, rich_markup_mode=None)
 
 
 @app.command("upgrade")

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from modelserve.cli import db, models, serve, train, users
+from modelserve.cli import db, info, models, serve, train, users
 from modelserve.cli.common import render_error
 from modelserve.core.errors import AppError
 
@@ -30,6 +30,8 @@ app = typer.Typer(
     help="Train, register and serve scikit-learn models behind a validated, logged API.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's plain help: Typer's rich help prints "<bool>" after every flag.
+    rich_markup_mode=None,
 )
 app.add_typer(db.app, name="db")
 app.add_typer(models.app, name="models")
@@ -38,6 +40,7 @@ app.add_typer(users.keys_app, name="api-keys")
 app.command("train")(train.train)
 app.command("serve")(serve.serve)
 app.command("demo")(serve.demo)
+app.command("info")(info.info)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from modelserve.registry.schemas import (
 )
 from modelserve.registry.service import DEFAULT_ALIAS, RegistryService
 
-app = typer.Typer(help="The model registry.", no_args_is_help=True)
+app = typer.Typer(help="The model registry.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _metrics_summary(metrics: dict[str, Any]) -> str:
@@ -63,7 +63,7 @@ def print_version(version: VersionPublic) -> None:
 @app.command("list")
 def list_models() -> None:
     """List models with their latest version and aliases."""
-    with transaction() as session:
+    with transaction(create=False) as session:
         models = RegistryService(session).list_models()
     table = Table("name", "latest", "aliases", "created")
     for model in models.data:
@@ -80,7 +80,7 @@ def list_models() -> None:
 @app.command("show")
 def show(name: str) -> None:
     """Show a model's versions: format, schema size, metrics, environment."""
-    with transaction() as session:
+    with transaction(create=False) as session:
         model = RegistryService(session).get_model(name)
     table = Table(
         "version",
@@ -219,6 +219,8 @@ def traffic(
             policy = service.set_traffic(name, update)
         else:
             policy = service.get_traffic(name, alias)
+    if clear:
+        out().print(f"cleared the canary and shadow of [bold]{name}@{policy.alias}[/]")
     line = f"[bold]{name}@{policy.alias}[/] -> v{policy.version}"
     if policy.canary:
         line += f"; canary v{policy.canary.version} for {policy.canary.percent:g}% of callers"

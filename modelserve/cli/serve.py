@@ -21,6 +21,8 @@ from modelserve.config import Settings
 from modelserve.core.errors import NotFound
 from modelserve.registry.service import RegistryService
 from modelserve.server import startup
+from modelserve.server.listen import bind_listener
+from modelserve.server.protocol import protocol_class
 from modelserve.server.workers import run_gunicorn, worker_count
 from modelserve.training.service import TrainingJob, register_trained
 from modelserve.users.models import Role
@@ -28,8 +30,13 @@ from modelserve.users.schemas import UserCreate
 from modelserve.users.service import UserService
 
 DEMO_MODEL = "iris"
-HostOption = Annotated[str | None, typer.Option(help="Interface to bind (default 127.0.0.1).")]
-PortOption = Annotated[int | None, typer.Option(help="Port (default 8000).")]
+HostOption = Annotated[
+    str | None,
+    typer.Option(help="Interface to bind. Default: MODELSERVE_HOST, else 127.0.0.1."),
+]
+PortOption = Annotated[
+    int | None, typer.Option(help="Port to listen on. Default: MODELSERVE_PORT, else 8000.")
+]
 
 
 def _check_workers(value: str | None) -> str | None:
@@ -51,25 +58,29 @@ WorkersOption = Annotated[
 
 
 def run_server(settings: Settings) -> None:
-    """Apply pending migrations once, then serve until stopped: Uvicorn in this process for one
-    worker, else this process becomes the Gunicorn master of ``settings.workers`` workers."""
+    """Apply pending migrations once, bind the port, then serve until stopped: Uvicorn in this
+    process for one worker, else this process becomes the Gunicorn master of
+    ``settings.workers`` workers (which binds again itself; the first bind is the check)."""
     workers = worker_count(settings.workers)
     open_database(settings).dispose()
+    listener = bind_listener(settings.host, settings.port)
     out().print(
         f"serving on [bold]http://{settings.host}:{settings.port}[/] "
         f"(docs at /docs) with {settings.resolved_database_url.split('://')[0]}"
         + (f", {workers} worker processes" if workers > 1 else "")
     )
     if workers > 1:
+        listener.close()
         run_gunicorn(settings, workers)
         return
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
         log_level="info",
         access_log=False,
+        timeout_keep_alive=settings.keepalive_seconds,
+        http=protocol_class(settings.header_timeout_seconds),
     )
+    uvicorn.Server(config).run(sockets=[listener])
 
 
 ModelDirOption = Annotated[
@@ -100,7 +111,7 @@ def serve(
     http_port: HttpPortOption = None,
 ) -> None:
     """Serve the API on the configured database (or the model in --model-dir)."""
-    settings = startup.load_settings(
+    settings = load_settings(
         host=host,
         port=port or http_port,
         workers=workers,

@@ -22,8 +22,8 @@ from modelserve.users.schemas import UserCreate, UserUpdate
 from modelserve.users.service import UserService
 
 M = TypeVar("M", bound=BaseModel)
-app = typer.Typer(help="User accounts.", no_args_is_help=True)
-keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
+app = typer.Typer(help="User accounts.", no_args_is_help=True, rich_markup_mode=None)
+keys_app = typer.Typer(help="API keys.", no_args_is_help=True, rich_markup_mode=None)
 
 
 def _read_password() -> str:
@@ -58,7 +58,7 @@ def create(
 @app.command("list")
 def list_users() -> None:
     """List users."""
-    with transaction() as session:
+    with transaction(create=False) as session:
         users = UserService(session).list()
     table = Table("id", "username", "email", "role", "enabled", "created")
     for user in users.data:
@@ -99,7 +99,10 @@ def set_role(username: str, role: Role) -> None:
 
 
 @app.command("delete")
-def delete(username: str, yes: Annotated[bool, typer.Option("--yes")] = False) -> None:
+def delete(
+    username: str,
+    yes: Annotated[bool, typer.Option("--yes", help="Delete without asking to confirm.")] = False,
+) -> None:
     """Delete a user (their predictions stay, attributed to a deleted user)."""
     if not yes:
         typer.confirm(f"Delete {username}?", abort=True)
@@ -134,7 +137,7 @@ def create_key(
 @keys_app.command("list")
 def list_keys(username: Annotated[str | None, typer.Argument()] = None) -> None:
     """List API keys (of USERNAME, or everyone's)."""
-    with transaction() as session:
+    with transaction(create=False) as session:
         owner = UserService(session).find(username).id if username else None
         keys = ApiKeyService(session).list(owner)
     table = Table("id", "user", "name", "prefix", "models", "quota/min", "expires", "revoked")

@@ -3,11 +3,14 @@
     AppError (500 internal_error)
      +-- BadRequest (400 bad_request)
      |    +-- MalformedJSON (400 malformed_json)
+     |    +-- NestingTooDeep (400 nesting_too_deep)
      +-- Unauthorized (401 not_authenticated)
      +-- Forbidden (403 forbidden)
      +-- NotFound (404 not_found)
+     +-- RequestTimeout (408 request_timeout)
      +-- Conflict (409 conflict)
      +-- PayloadTooLarge (413 payload_too_large)
+     +-- UnsupportedMediaType (415 unsupported_media_type)
      +-- ValidationFailed (422 validation_error)
      |    +-- UnsafeArtifact (422 unsafe_artifact)
      |    +-- InvalidArtifact (422 invalid_artifact)
@@ -33,6 +36,7 @@ from sqlalchemy.exc import DataError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from modelserve.core.responses import ORJSONResponse
 
@@ -79,6 +83,12 @@ class MalformedJSON(BadRequest):
     code = "malformed_json"
 
 
+class NestingTooDeep(BadRequest):
+    """The JSON body nests arrays and objects deeper than the parser allows."""
+
+    code = "nesting_too_deep"
+
+
 class Unauthorized(AppError):
     """No valid credentials: missing, malformed, expired, revoked, or a disabled account."""
 
@@ -103,6 +113,16 @@ class NotFound(AppError):
     code = "not_found"
 
 
+class RequestTimeout(AppError):
+    """The body did not arrive in time; the connection is closed after the answer."""
+
+    status_code = 408
+    code = "request_timeout"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"Connection": "close"})
+
+
 class Conflict(AppError):
     """The request clashes with the current state."""
 
@@ -115,6 +135,13 @@ class PayloadTooLarge(AppError):
 
     status_code = 413
     code = "payload_too_large"
+
+
+class UnsupportedMediaType(AppError):
+    """The body is not JSON in UTF-8 (or, on upload routes, not a form)."""
+
+    status_code = 415
+    code = "unsupported_media_type"
 
 
 class ValidationFailed(AppError):
@@ -180,11 +207,32 @@ class DatabaseUnavailable(AppError):
         )
 
 
+def encodable(value: Any) -> Any:
+    """``value`` with every string made encodable as UTF-8: an unpaired surrogate (which JSON
+    text may carry as ``\\ud800``) becomes the six characters of its escape."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {encodable(k): encodable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [encodable(v) for v in value]
+    return value
+
+
+def _json_response(
+    content: Any, status_code: int, headers: Mapping[str, str] | None
+) -> ORJSONResponse:
+    try:
+        return ORJSONResponse(content, status_code=status_code, headers=headers)
+    except TypeError:  # a string orjson cannot encode (lone surrogate); rare, so retried here
+        return ORJSONResponse(encodable(content), status_code=status_code, headers=headers)
+
+
 def error_response(
     status_code: int, body: ErrorBody, headers: Mapping[str, str] | None = None
 ) -> Response:
-    """Render an envelope."""
-    return ORJSONResponse(body.model_dump(mode="json"), status_code=status_code, headers=headers)
+    """Render an envelope (always encodable, whatever strings the error quotes)."""
+    return _json_response(body.model_dump(mode="json"), status_code, headers)
 
 
 def v2_status(status_code: int) -> int:
@@ -199,7 +247,7 @@ def _respond(
         # The Open Inference Protocol reads {"error": "..."} and calls bad input a 400; the
         # envelope's fields stay alongside.
         content = {"error": body.message, **body.model_dump(mode="json")}
-        return ORJSONResponse(content, status_code=v2_status(status_code), headers=headers)
+        return _json_response(content, v2_status(status_code), headers)
     return error_response(status_code, body, headers)
 
 
@@ -255,11 +303,34 @@ async def _request_validation_handler(request: Request, exc: Exception) -> Respo
     return _respond(request, 422, body)
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of the app accepts on this path (Starlette names only the
+    methods of the first route that matched the path)."""
+    routes = request.app.router.routes
+    return ", ".join(
+        method
+        for method in _METHODS
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL for route in routes
+        )
+    )
+
+
 async def _http_exception_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if isinstance(exc.__cause__, AppError):
+        # FastAPI wraps whatever failed while it read the body (our size limit, read timeout,
+        # media-type check) in a 400 "error parsing the body": answer the real error.
+        return await _app_error_handler(request, exc.__cause__)
     code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     body = ErrorBody(code=code, message=str(exc.detail))
-    return _respond(request, exc.status_code, body, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return _respond(request, exc.status_code, body, headers=headers)
 
 
 async def _data_error_handler(request: Request, exc: Exception) -> Response:

@@ -1,20 +1,72 @@
-"""Transport helpers: size-limited body reading, lenient-but-exact JSON parsing, a body-size
-guard for every route."""
+"""Transport helpers: size-limited body reading, lenient-but-exact JSON parsing with a nesting
+limit, and one middleware guarding every request body (size, media type, UTF-8, read time)."""
 
 from __future__ import annotations
 
+import codecs
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
+import anyio
 import orjson
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from modelserve.core.errors import ErrorBody, MalformedJSON, PayloadTooLarge, error_response
+from modelserve.core.errors import (
+    ErrorBody,
+    MalformedJSON,
+    NestingTooDeep,
+    PayloadTooLarge,
+    RequestTimeout,
+    UnsupportedMediaType,
+    error_response,
+)
+
+MAX_JSON_DEPTH = 64
+"""Deepest nesting of arrays and objects a JSON body may have. Real payloads nest 3 to 5 deep
+(a V2 tensor of rank 4 is 6); deeper is refused at parse time, before anything walks it
+recursively (the validator, the log encoder)."""
+
+_JSON_SUBTYPE = "json"
+_FORM_TYPES = frozenset({"multipart/form-data", "application/x-www-form-urlencoded"})
+_UTF8 = frozenset({"utf-8", "utf8"})
+
+
+def media_type_problem(content_type: str | None, *, also: frozenset[str] = frozenset()) -> str:
+    """Why a body of ``content_type`` is not JSON in UTF-8 (empty when it is). JSON is
+    ``application/json`` or ``application/*+json``, with no charset or UTF-8; a missing type is
+    taken as JSON. ``also`` names other media types the route accepts."""
+    if not content_type:
+        return ""
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    if media in also:
+        return ""
+    kind, _, subtype = media.partition("/")
+    if kind != "application" or not (subtype == _JSON_SUBTYPE or subtype.endswith("+json")):
+        return f"Content-Type {media!r} is not accepted here; send application/json."
+    for param in params.split(";"):
+        name, _, value = param.partition("=")
+        charset = value.strip().strip('"').lower()
+        if name.strip().lower() == "charset" and charset not in _UTF8:
+            return f"Charset {charset!r} is not accepted; JSON bodies are UTF-8."
+    return ""
+
+
+def require_json(request: Request, *, also: frozenset[str] = frozenset()) -> None:
+    """Refuse (415) a body whose Content-Type is not JSON in UTF-8 (or one of ``also``)."""
+    problem = media_type_problem(request.headers.get("content-type"), also=also)
+    if problem:
+        raise UnsupportedMediaType(problem)
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (before reading, when declared)."""
+    """The request body, refusing more than ``limit`` bytes (before reading, when declared) and
+    any but a JSON media type (415)."""
+    binary = request.headers.get(_V2_BINARY_HEADER) is not None
+    require_json(request, also=_BINARY_TYPES if binary else frozenset())
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"Body of {declared} bytes is over the {limit}-byte limit.")
@@ -29,62 +81,201 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def parse_json(body: bytes) -> Any:
-    """Parse JSON; ``NaN`` and ``Infinity`` literals are accepted here (so validation can say
-    where they are not allowed) but anything else malformed is refused."""
+    """Parse UTF-8 JSON; ``NaN`` and ``Infinity`` literals are accepted here (so validation can
+    say where they are not allowed) but anything else malformed, nested deeper than
+    ``MAX_JSON_DEPTH`` or in another encoding is refused."""
     if not body.strip():
         raise MalformedJSON("Body is empty; expected JSON.")
     try:
-        return orjson.loads(body)
+        value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        pass
+        value = _parse_lenient(body)
+    check_depth(value)
+    return value
+
+
+def _parse_lenient(body: bytes) -> Any:
+    # Only after orjson refused: decode strictly first, as json.loads(bytes) would also take
+    # UTF-16 and UTF-32 (a JSON text has no NUL character, which those encodings are full of).
     try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnsupportedMediaType("Body is not UTF-8; JSON bodies are UTF-8.") from exc
+    if "\x00" in text:
+        raise UnsupportedMediaType("Body has NUL bytes; JSON bodies are UTF-8.")
+    try:
+        return json.loads(text)
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except ValueError as exc:
         raise MalformedJSON("Body is not valid JSON.", details={"error": str(exc)}) from exc
 
 
-class BodySizeLimitMiddleware:
-    """Refuse bodies over a limit with 413 before the app reads them. Predict routes are left to
-    enforce the limit themselves, so that the refusal is logged against the model."""
+def _too_deep() -> NestingTooDeep:
+    return NestingTooDeep(
+        f"JSON nests deeper than {MAX_JSON_DEPTH} levels.", details={"max_depth": MAX_JSON_DEPTH}
+    )
 
-    def __init__(self, app: ASGIApp, *, default_limit: int, upload_limit: int) -> None:
+
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Refuse (400) a parsed value nesting lists and dicts deeper than ``limit``; iterative, so
+    no depth can exhaust the stack here."""
+    level: list[Any] = [value]
+    depth = 0
+    while level:
+        children = [
+            child
+            for item in level
+            if isinstance(item, list | dict)
+            for child in (item.values() if isinstance(item, dict) else item)
+            if isinstance(child, list | dict)
+        ]
+        depth += 1
+        if depth > limit:
+            raise _too_deep()
+        level = children
+
+
+class RequestBodyMiddleware:
+    """Guard every request body before the app reads it.
+
+    * Size: over the limit is 413, before reading when declared. Predict routes enforce the
+      limit themselves, so that the refusal is logged against the model.
+    * Media type: a body must be JSON in UTF-8 (``media_type_problem``), or a form on routes
+      that take forms; else 415. Predict and infer routes check in ``read_body`` (logged).
+    * Read time: each chunk must come within ``body_timeout`` seconds of the last, and, except
+      on the model upload (large files on slow links), the whole body within ``body_timeout``
+      of the first read; else 408 and the connection is closed.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        default_limit: int,
+        upload_limit: int,
+        body_timeout: float,
+        accepts_form: Callable[[Scope], bool],
+    ) -> None:
         self.app = app
         self.default_limit = default_limit
         self.upload_limit = upload_limit
+        self.body_timeout = body_timeout
+        self.accepts_form = accepts_form
 
     def _limit(self, scope: Scope) -> int | None:
         path: str = scope["path"]
         if path.endswith("/predict"):
             return None
-        if path.rstrip("/") == "/v1/models" and scope["method"] == "POST":
+        if _is_upload(scope):
             return self.upload_limit
         return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """ASGI entry point."""
-        limit = self._limit(scope) if scope["type"] == "http" else None
-        if limit is None:
+        if scope["type"] != "http" or scope["method"] in _BODILESS:
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            body = ErrorBody(
-                code=PayloadTooLarge.code,
-                message=f"Body of {int(declared)} bytes is over the {limit}-byte limit.",
-            )
-            await error_response(413, body)(scope, receive, send)
+        refusal = self._refusal(scope)
+        if refusal is not None:
+            await refusal(scope, receive, send)
             return
+        await self.app(scope, self._guarded(scope, receive), send)
+
+    def _refusal(self, scope: Scope) -> ASGIApp | None:
+        headers = dict(scope["headers"])
+        limit = self._limit(scope)
+        declared = headers.get(b"content-length", b"")
+        if limit is not None and declared.isdigit() and int(declared) > limit:
+            message = f"Body of {int(declared)} bytes is over the {limit}-byte limit."
+            return error_response(413, ErrorBody(code=PayloadTooLarge.code, message=message))
+        has_body = (declared.isdigit() and int(declared) > 0) or b"transfer-encoding" in headers
+        if not has_body or _reads_own_body(scope):
+            return None
+        content_type = headers.get(b"content-type", b"").decode("latin-1")
+        problem = media_type_problem(content_type)
+        if problem and not (_is_form(content_type) and self.accepts_form(scope)):
+            body = ErrorBody(code=UnsupportedMediaType.code, message=problem)
+            return error_response(415, body)
+        return None
+
+    def _guarded(self, scope: Scope, receive: Receive) -> Receive:
+        limit = self._limit(scope)
+        content_type = dict(scope["headers"]).get(b"content-type", b"").decode("latin-1")
+        check_text = not _reads_own_body(scope) and not media_type_problem(content_type)
+        decoder = codecs.getincrementaldecoder("utf-8")() if check_text else None
+        deadline = None if _is_upload(scope) else self.body_timeout
+        clock = _BodyClock(self.body_timeout, deadline)
         received = 0
 
-        async def limited_receive() -> Message:
+        async def guarded_receive() -> Message:
             nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > limit:
+            message = await clock.receive(receive)
+            chunk: bytes = message.get("body", b"")
+            received += len(chunk)
+            if limit is not None and received > limit:
                 raise PayloadTooLarge(f"Body is over the {limit}-byte limit.")
+            if decoder is not None and message["type"] == "http.request":
+                _check_utf8(decoder, chunk, final=not message.get("more_body", False))
             return message
 
-        await self.app(scope, limited_receive, send)
+        return guarded_receive
+
+
+_BODILESS = frozenset({"GET", "HEAD", "OPTIONS", "DELETE"})
+# Binary tensors (the V2 binary extension) are sent as application/octet-stream.
+_BINARY_TYPES = frozenset({"application/octet-stream"})
+_V2_BINARY_HEADER = "inference-header-content-length"
+
+
+def _is_form(content_type: str) -> bool:
+    return content_type.partition(";")[0].strip().lower() in _FORM_TYPES
+
+
+def _is_upload(scope: Scope) -> bool:
+    return bool(scope["method"] == "POST" and scope["path"].rstrip("/") == "/v1/models")
+
+
+def _reads_own_body(scope: Scope) -> bool:
+    path: str = scope["path"]
+    return path.endswith(("/predict", "/infer"))
+
+
+def _check_utf8(decoder: codecs.IncrementalDecoder, chunk: bytes, *, final: bool) -> None:
+    try:
+        decoder.decode(chunk, final=final)
+    except UnicodeDecodeError as exc:
+        raise UnsupportedMediaType("Body is not UTF-8; JSON bodies are UTF-8.") from exc
+    if b"\x00" in chunk:  # UTF-16 and UTF-32 text is valid UTF-8 full of NULs; JSON has none
+        raise UnsupportedMediaType("Body has NUL bytes; JSON bodies are UTF-8.")
+
+
+class _BodyClock:
+    """Times the body's arrival: at most ``gap`` seconds per chunk, and the whole body within
+    ``total`` seconds (None: no bound) of the first read. After the last chunk, receive waits
+    unbounded (Starlette listens for the disconnect while it streams a response)."""
+
+    def __init__(self, gap: float, total: float | None) -> None:
+        self.gap = gap
+        self.total = total
+        self.started: float | None = None
+        self.done = False
+
+    async def receive(self, receive: Receive) -> Message:
+        if self.done:
+            return await receive()
+        now = time.monotonic()
+        if self.started is None:
+            self.started = now
+        wait = self.gap
+        if self.total is not None:
+            wait = min(wait, self.started + self.total - now)
+        with anyio.move_on_after(max(wait, 0.0)) as scope:
+            message = await receive()
+        if scope.cancelled_caught:
+            raise RequestTimeout(f"The body did not arrive within {self.gap:g} s.")
+        self.done = message["type"] != "http.request" or not message.get("more_body", False)
+        return message
 
 
 _API_HEADERS = [

@@ -38,9 +38,17 @@ from modelserve.registry.service import RegistryService
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=ERROR_RESPONSES)
 
 
-@router.get("", response_model=ModelsPublic, summary="List models")
+@router.get(
+    "",
+    response_model=ModelsPublic,
+    # The list carries each model's latest version and aliases, not its versions: an empty
+    # "versions" there read as "no versions". GET /v1/models/{name} lists them.
+    response_model_exclude={"data": {"__all__": {"versions"}}},
+    summary="List models",
+)
 def list_models(caller: CallerDep, session: SessionDep) -> ModelsPublic:
-    """Every model (a restricted API key sees its models) with latest version and aliases."""
+    """Every model (a restricted API key sees its models) with latest version and aliases; its
+    versions are listed by ``GET /v1/models/{name}``."""
     return RegistryService(session).list_models(caller.may_use_model)
 
 

@@ -10,9 +10,7 @@ import logging
 import secrets
 import tempfile
 from pathlib import Path
-from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -53,22 +51,6 @@ class StartupRefused(AppError):
     """The server cannot start as configured; the message says what to change."""
 
     code = "startup_refused"
-
-
-def load_settings(**overrides: Any) -> Settings:
-    """Settings from the environment and the given overrides, or a refusal listing each
-    problem (the values given are never shown: they may be secrets)."""
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "; ".join(_describe(error) for error in exc.errors())
-        raise StartupRefused(f"Invalid configuration: {problems}") from None
-
-
-def _describe(error: Any) -> str:
-    field = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"MODELSERVE_{field.upper()}: {message}" if field else message
 
 
 def check_data_dir(data_dir: Path) -> None:

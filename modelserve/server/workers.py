@@ -31,11 +31,6 @@ SHUTDOWN_SECONDS = 20
 """On SIGTERM, what a worker gets beyond ``LOG_FLUSH_TIMEOUT_SECONDS`` to finish its in-flight
 requests and stop its registry watcher before Gunicorn kills it."""
 
-KEEPALIVE_SECONDS = 5
-"""Idle keep-alive connections are closed after this long (Uvicorn's own default, so one worker
-and many behave alike). Behind a load balancer, set it above the balancer's idle timeout
-(``GUNICORN_CMD_ARGS="--keep-alive 75"``), or the balancer may reuse a connection just closed."""
-
 MAX_REQUESTS = 1_000_000
 MAX_REQUESTS_JITTER = 100_000
 """Each worker is replaced after 1,000,000 to 1,100,000 requests, which bounds slow memory growth
@@ -86,7 +81,10 @@ def gunicorn_options(settings: Settings, workers: int) -> dict[str, Any]:
         "timeout": HEARTBEAT_TIMEOUT_SECONDS,
         # In-flight requests first, then the lifespan shutdown writes the queued prediction log.
         "graceful_timeout": SHUTDOWN_SECONDS + math.ceil(settings.log_flush_timeout_seconds),
-        "keepalive": KEEPALIVE_SECONDS,
+        # Idle keep-alive connections are closed after this long (MODELSERVE_KEEPALIVE_SECONDS,
+        # as with one worker). Behind a load balancer, set it above the balancer's idle
+        # timeout, or the balancer may reuse a connection just closed.
+        "keepalive": settings.keepalive_seconds,
         "max_requests": MAX_REQUESTS,
         "max_requests_jitter": MAX_REQUESTS_JITTER,
         "accesslog": None,

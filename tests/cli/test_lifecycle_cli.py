@@ -86,7 +86,9 @@ def test_traffic_commands(cli_env: Settings, client: TestClient, tmp_path: Path)
     assert "canary v2 for 100% of callers" in out
     assert "shadow" not in out  # a policy is set whole: the shadow was not repeated
     assert served_version(client, 2) == 2
-    assert invoke("models", "traffic", "iris", "--clear").strip().endswith("-> v1")
+    cleared = invoke("models", "traffic", "iris", "--clear")
+    assert "cleared the canary and shadow of iris@production" in cleared
+    assert cleared.strip().endswith("-> v1")
     assert served_version(client, 1) == 1
     bad = runner.invoke(app, ["models", "traffic", "iris", "--canary", "7"])
     assert bad.exit_code == 1

@@ -1,0 +1,95 @@
+"""Uvicorn's HTTP/1.1 protocol (httptools) with a header-read timeout and errors in the envelope.
+
+Uvicorn bounds an idle keep-alive connection (``timeout_keep_alive``) but not a request whose
+headers trickle in: a client sending one header byte at a time held its connection forever
+(slowloris). Here a connection must deliver a request's whole header block within
+``header_timeout`` seconds of opening, or of the request's first byte on a kept-alive
+connection; else it gets a 408 and is closed. Body reads are timed in the app
+(``RequestBodyMiddleware``), where the answer can go through the error handlers.
+
+Requests the parser refuses (malformed, or ``Content-Length`` with ``Transfer-Encoding``, the
+request-smuggling shape) are answered by the protocol itself, before any app runs: here with
+the JSON error envelope instead of Uvicorn's plain text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from http import HTTPStatus
+from typing import Any, ClassVar
+
+import orjson
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+
+class GuardedHttpToolsProtocol(HttpToolsProtocol):
+    """``HttpToolsProtocol`` with a header timeout and enveloped protocol errors. Subclass it
+    with ``header_timeout`` set (``protocol_class``)."""
+
+    header_timeout: ClassVar[float] = 10.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._header_timer: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Start the clock for the first request's headers."""
+        super().connection_made(transport)
+        self._arm_header_timer()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """Stop the clock."""
+        self._cancel_header_timer()
+        super().connection_lost(exc)
+
+    def on_message_begin(self) -> None:
+        """A request's first byte: its headers are timed from here (unless already timed)."""
+        super().on_message_begin()
+        if self._header_timer is None:
+            self._arm_header_timer()
+
+    def on_headers_complete(self) -> None:
+        """The headers are in: stop the clock, then let Uvicorn start the request."""
+        self._cancel_header_timer()
+        super().on_headers_complete()
+
+    def send_400_response(self, msg: str) -> None:
+        """A request the parser refused, answered in the envelope; the connection closes."""
+        self._answer_and_close(400, "bad_request", msg)
+
+    def _arm_header_timer(self) -> None:
+        self._cancel_header_timer()
+        self._header_timer = self.loop.call_later(self.header_timeout, self._headers_too_slow)
+
+    def _cancel_header_timer(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+            self._header_timer = None
+
+    def _headers_too_slow(self) -> None:
+        self._header_timer = None
+        if self.transport.is_closing():
+            return
+        if self.cycle is not None and not self.cycle.response_complete:
+            self.transport.close()  # a response is being written: no room for another
+            return
+        message = f"The request headers did not arrive within {self.header_timeout:g} s."
+        self._answer_and_close(408, "request_timeout", message)
+
+    def _answer_and_close(self, status: int, code: str, message: str) -> None:
+        body = orjson.dumps({"code": code, "message": message, "details": None})
+        head = [f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode("ascii")]
+        for name, value in self.server_state.default_headers:
+            head.append(name + b": " + value + b"\r\n")
+        head.append(b"content-type: application/json\r\n")
+        head.append(b"content-length: " + str(len(body)).encode("ascii") + b"\r\n")
+        head.append(b"connection: close\r\n\r\n")
+        self.transport.write(b"".join(head) + body)
+        self.transport.close()
+
+
+def protocol_class(header_timeout: float) -> type[GuardedHttpToolsProtocol]:
+    """The protocol class to give Uvicorn (``http=``) for this header timeout."""
+    return type(
+        "ModelserveHttpProtocol", (GuardedHttpToolsProtocol,), {"header_timeout": header_timeout}
+    )

@@ -1,0 +1,95 @@
+"""The HTTP/1.1 edge of a real ``modelserve serve`` process, over raw sockets: read timeouts for
+headers, bodies and idle connections, and protocol errors in the JSON envelope."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from processes import running_server
+
+pytestmark = pytest.mark.slow
+
+# Short timeouts so the tests are lean; every wait below is bounded by WAIT, far longer, so
+# a server that never closes fails the test instead of hanging it.
+TIMEOUTS = {"header_timeout_seconds": "1", "body_timeout_seconds": "1", "keepalive_seconds": "1"}
+WAIT = 15.0
+
+
+@pytest.fixture(scope="module", params=["uvicorn", "gunicorn"])
+def address(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, int]]:
+    """A server on a fresh SQLite database: one Uvicorn process, or Gunicorn with 2 workers."""
+    data = tmp_path_factory.mktemp("server")
+    args = ("--workers", "2") if request.param == "gunicorn" else ()
+    with running_server(f"sqlite:///{data / 'db.sqlite'}", data, *args, **TIMEOUTS) as (base, _):
+        parts = urlsplit(base)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        yield parts.hostname, parts.port
+
+
+def _connect(address: tuple[str, int]) -> socket.socket:
+    return socket.create_connection(address, timeout=WAIT)
+
+
+def _read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails)."""
+    received = b""
+    while chunk := sock.recv(65536):
+        received += chunk
+    return received
+
+
+def _envelope(response: bytes) -> tuple[int, dict[str, object]]:
+    head, _, body = response.partition(b"\r\n\r\n")
+    status = int(head.split(b" ", 2)[1])
+    assert b"content-type: application/json" in head.lower(), head
+    return status, orjson.loads(body)
+
+
+def test_slow_headers_are_closed_after_the_header_timeout(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+        status, body = _envelope(_read_until_closed(sock))
+    assert status == 408
+    assert body["code"] == "request_timeout"
+
+
+def test_a_silent_connection_is_closed_after_the_header_timeout(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        status, _ = _envelope(_read_until_closed(sock))
+    assert status == 408
+
+
+def test_a_trickled_body_is_a_408_in_the_envelope(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(
+            b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b'Content-Length: 100\r\n\r\n{"refresh'
+        )
+        status, body = _envelope(_read_until_closed(sock))
+    assert status == 408
+    assert body["code"] == "request_timeout"
+
+
+def test_an_idle_keep_alive_connection_is_closed(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = _read_until_closed(sock)
+    assert response.startswith(b"HTTP/1.1 200")
+
+
+def test_request_smuggling_is_a_400_in_the_envelope(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(
+            b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\nG"
+        )
+        status, body = _envelope(_read_until_closed(sock))
+    assert status == 400
+    assert body["code"] == "bad_request"
