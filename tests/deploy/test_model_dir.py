@@ -89,7 +89,8 @@ def test_serve_model_dir_with_kserve_arguments_and_a_mounted_key(tmp_path: Path)
             v1 = client.post("/v1/models/iris/predict", json={"instances": ROWS})
             assert v1.status_code == 200
             assert v1.json()["version"] == 1
-            bad = client.post("/v2/models/iris/infer", json=v2_body([{"sepal_length": 1.0}]))
+            missing = {"inputs": v2_body()["inputs"][:1]}
+            bad = client.post("/v2/models/iris/infer", json=missing)
             assert bad.status_code == 400
             assert client.get("/v2/models/iris/ready").status_code == 200
     finally:
