@@ -1,6 +1,7 @@
 """Run what the container image runs, as a process on this machine: the entrypoint script with
-the environment the Dockerfile sets (paths moved to temp dirs), as a non-root user like the
-image's. The image itself cannot be built here (no Docker engine)."""
+the environment the Dockerfile sets (paths moved to temp dirs). The image itself cannot be built
+here (no Docker engine). It runs as the current user: this machine's Python lives under /root,
+which the image's non-root user could not read."""
 
 from __future__ import annotations
 
@@ -16,7 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 DOCKERFILE = ROOT / "Dockerfile"
 ENTRYPOINT = ROOT / "scripts" / "entrypoint.sh"
-NOBODY = 65534
 
 
 def dockerfile_instructions(stage: int = -1) -> list[tuple[str, str]]:
@@ -50,33 +50,33 @@ def image_env() -> dict[str, str]:
     return env
 
 
-def as_image_user() -> list[str]:
-    """A command prefix running as a non-root user (nobody), as the image runs, when we are
-    root (CI is); otherwise we are already not root."""
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups", "--"]
+def read_only_mount(path: Path) -> tuple[str, ...]:
+    """A command prefix that runs with ``path`` read-only, as a read-only volume is: a private
+    read-only bind mount when we run as root (CI does; root writes through permissions), else
+    mode 555."""
+    if os.geteuid() == 0:
+        script = 'mount --bind -o ro "$0" "$0" && exec "$@"'
+        return ("unshare", "--mount", "--propagation", "private", "sh", "-c", script, str(path))
+    path.chmod(0o555)
+    return ()
 
 
 @contextmanager
 def image_dirs() -> Iterator[Path]:
-    """A temp dir the image user can enter (pytest's are private to root)."""
+    """A temp dir outside pytest's (which a bind mount in another namespace need not know)."""
     with tempfile.TemporaryDirectory(prefix="modelserve-image-") as name:
-        base = Path(name)
-        base.chmod(0o755)
-        yield base
-
-
-def give_to_image_user(path: Path, mode: int) -> Path:
-    """chmod ``path``, and make it the image user's when we run it as another user."""
-    path.chmod(mode)
-    if os.geteuid() == 0:
-        os.chown(path, NOBODY, NOBODY)
-    return path
+        yield Path(name)
 
 
 def entrypoint(
-    args: list[str], *, data_dir: Path, tmp_dir: Path, port: int, log: Path, **env: str
+    args: list[str],
+    *,
+    data_dir: Path,
+    tmp_dir: Path,
+    port: int,
+    log: Path,
+    prefix: tuple[str, ...] = (),
+    **env: str,
 ) -> subprocess.Popen[bytes]:
     """Start the entrypoint with the image's environment (data dir, tmp and port moved here,
     bound to loopback) plus ``env``; output to ``log``."""
@@ -91,11 +91,12 @@ def entrypoint(
         "MODELSERVE_DATA_DIR": str(data_dir),
         "MODELSERVE_HOST": "127.0.0.1",
         "MODELSERVE_PORT": str(port),
+        "COLUMNS": "400",  # one line per message, as the tests read them
         **env,
     }
     with log.open("wb") as out:
         return subprocess.Popen(
-            [*as_image_user(), "sh", str(ENTRYPOINT), *args],
+            [*prefix, "sh", str(ENTRYPOINT), *args],
             env=full,
             stdout=out,
             stderr=subprocess.STDOUT,
