@@ -19,18 +19,25 @@ from modelserve.registry.schemas import (
     InputSchema,
     RegistrationMetadata,
     VersionPublic,
+    parse_schema_document,
 )
 from modelserve.registry.service import DEFAULT_ALIAS, RegistryService
 
 app = typer.Typer(help="The model registry.", no_args_is_help=True, rich_markup_mode=None)
 
 
-def _metrics_summary(metrics: dict[str, Any]) -> str:
-    parts = []
-    for key, value in metrics.items():
-        if isinstance(value, dict) and "mean" in value:
-            parts.append(f"{key}={value['mean']:.3f}")
-    return ", ".join(parts[:4])
+SUMMARY_METRICS = ("roc_auc", "roc_auc_ovr", "accuracy", "balanced_accuracy", "r2", "mae", "rmse")
+"""The cross-validated metrics a summary shows first (ROC AUC for classifiers; R², MAE for
+regression), then any others, up to five."""
+
+
+def metrics_summary(metrics: dict[str, Any]) -> str:
+    """The headline cross-validated metrics as ``name=mean`` pairs."""
+    means = {k: v["mean"] for k, v in metrics.items() if isinstance(v, dict) and "mean" in v}
+    keys = [k for k in SUMMARY_METRICS if k in means] + [
+        k for k in means if k not in SUMMARY_METRICS
+    ]
+    return ", ".join(f"{key}={means[key]:.3f}" for key in keys[:5])
 
 
 def warn_if_mismatch(version: VersionPublic) -> None:
@@ -52,7 +59,7 @@ def print_version(version: VersionPublic) -> None:
     if version.aliases:
         out().print(f"aliases: {', '.join(version.aliases)}")
     if version.metrics:
-        out().print(f"metrics: {_metrics_summary(version.metrics)}")
+        out().print(f"metrics: {metrics_summary(version.metrics)}")
     if version.onnx is not None:
         out().print(f"onnx twin: kept (max |diff| {version.onnx.max_abs_diff:.1e})")
     elif version.onnx_unavailable_reason:
@@ -104,7 +111,7 @@ def show(name: str) -> None:
             v.format,
             v.output.task,
             str(len(v.input_schema.features)),
-            _metrics_summary(v.metrics),
+            metrics_summary(v.metrics),
             trained,
             f"yes ({v.onnx.max_abs_diff:.0e})" if v.onnx else "no",
             v.created_at.strftime("%Y-%m-%d %H:%M"),
@@ -116,10 +123,7 @@ def show(name: str) -> None:
 
 def _read_schema(path: Path) -> InputSchema:
     try:
-        raw = orjson.loads(path.read_bytes())
-        if isinstance(raw, dict) and "input_schema" in raw:
-            raw = raw["input_schema"]
-        return InputSchema.model_validate(raw)
+        return parse_schema_document(orjson.loads(path.read_bytes()))
     except (OSError, orjson.JSONDecodeError, ValidationError) as exc:
         raise ValidationFailed(f"Cannot use schema file {path}.", details=str(exc)) from exc
 

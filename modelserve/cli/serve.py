@@ -152,7 +152,7 @@ def ensure_demo_model(settings: Settings) -> None:
             data=write_demo_csv(settings.ensure_data_dir()),
             target="species",
             name=DEMO_MODEL,
-            algorithm="linear",
+            algorithm="logistic",
             alias="production",
             description="Logistic regression on scikit-learn's iris data set",
         )

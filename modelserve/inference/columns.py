@@ -149,7 +149,10 @@ def _boolean_check(_: FeatureSpec) -> Check:
             return 1.0, None, None
         if value is False:
             return 0.0, None, None
-        return None, "wrong_type", f"expected a boolean (true/false), got {type_name(value)}"
+        if type(value) is int and value in (0, 1):
+            return float(value), None, None
+        got = value if type(value) is int else type_name(value)
+        return None, "wrong_type", f"expected a boolean (true/false or 0/1), got {got}"
 
     return check
 
@@ -177,6 +180,18 @@ _CHECK_BUILDERS: dict[FeatureType, Callable[[FeatureSpec], Check]] = {
 
 _NUMBER_TYPES = frozenset({int, float})
 _NULLABLE_NUMBER_TYPES = frozenset({int, float, type(None)})
+_BOOLEAN_TYPES = frozenset({bool, int})
+
+Warning = tuple[int, int, str, str]
+"""(row, feature order, feature, message) of a value served but outside the training range."""
+OUTSIDE_TRAINING_RANGE = "outside_training_range"
+"""The type of a range warning."""
+
+
+def _range_message(number: float, low: float, high: float) -> str:
+    if number < low:
+        return f"{number:g} is below the smallest value seen in training ({low:g})"
+    return f"{number:g} is above the largest value seen in training ({high:g})"
 
 
 class Column:
@@ -192,26 +207,43 @@ class Column:
         self.category = spec.type is FeatureType.CATEGORY
         self.allowed = frozenset(spec.categories or ())
         self.number_types = _NULLABLE_NUMBER_TYPES if spec.nullable else _NUMBER_TYPES
+        self.soft = spec.soft_range if self.numeric else None
 
     def validate(
-        self, values: Sequence[Any], problems: RowProblems
+        self, values: Sequence[Any], problems: RowProblems, warnings: list[Warning]
     ) -> tuple[np.ndarray[Any, Any], bool]:
         """The column as an array, and whether its values can be logged as they came; problems
-        go to ``problems``."""
+        go to ``problems``, values outside the training range to ``warnings``."""
         if len(values) >= VECTOR_MIN_ROWS:
             types = set(map(type, values))
             if self.numeric and types <= self.number_types:
                 vectorised = self._numbers(values, types, problems)
                 if vectorised is not None:
+                    if self.soft is not None:
+                        self._outside(vectorised[0], warnings)
                     return vectorised
-            elif self.spec.type is FeatureType.BOOLEAN and types == {bool}:
-                return np.array(values, dtype=np.float64), True
+            elif self.spec.type is FeatureType.BOOLEAN and types <= _BOOLEAN_TYPES:
+                array = np.array(values, dtype=np.float64)
+                if int not in types or bool(((array == 0.0) | (array == 1.0)).all()):
+                    return array, True
             elif self.category and types == {str} and self.allowed.issuperset(values):
                 return np.array(values, dtype=object), True
-        return self._one_by_one(values, problems)
+        return self._one_by_one(values, problems, warnings)
+
+    def _outside(self, array: np.ndarray[Any, Any], warnings: list[Warning]) -> None:
+        """Warn for the values outside the training range: two comparisons over the column;
+        rows are looked at only when one is outside (NaN compares false: never warned)."""
+        assert self.soft is not None
+        low, high = self.soft
+        below, above = array < low, array > high
+        if not (below.any() or above.any()):
+            return
+        for row in np.flatnonzero(below | above).tolist():
+            number = float(array[row])
+            warnings.append((row, self.order, self.name, _range_message(number, low, high)))
 
     def _one_by_one(
-        self, values: Sequence[Any], problems: RowProblems
+        self, values: Sequence[Any], problems: RowProblems, warnings: list[Warning]
     ) -> tuple[np.ndarray[Any, Any], bool]:
         found: list[Problem] | None = None
         missing: Any = None if self.category else math.nan
@@ -219,6 +251,7 @@ class Column:
         append = converted.append
         safe = True
         check, nullable, numeric = self.check, self.spec.nullable, self.numeric
+        low, high = self.soft or (-math.inf, math.inf)
         for row, value in enumerate(values):
             if value is None or value is ABSENT:
                 append(missing)
@@ -233,10 +266,14 @@ class Column:
                 problems.add(found, (row, self.order, self.name, kind, message or kind))
                 continue
             append(result)
-            if numeric and (
-                math.isnan(result) or (type(value) is int and not _INT64_MIN <= value < _UINT64_END)
-            ):
-                safe = False
+            if numeric:
+                if math.isnan(result) or (
+                    type(value) is int and not _INT64_MIN <= value < _UINT64_END
+                ):
+                    safe = False
+                elif result < low or result > high:
+                    message = _range_message(result, low, high)
+                    warnings.append((row, self.order, self.name, message))
         return np.array(converted, dtype=object if self.category else np.float64), safe
 
     def _numbers(

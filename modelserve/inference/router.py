@@ -97,6 +97,8 @@ async def _predict(request: Request, caller: Caller, target: Target) -> Response
     }
     if served.result.probabilities is not None:
         body["probabilities"] = served.result.probabilities
+    if served.warnings is not None:
+        body["warnings"] = served.warnings
     return ORJSONResponse(body, headers={"X-Request-ID": str(request_id)})
 
 

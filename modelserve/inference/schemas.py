@@ -47,6 +47,15 @@ def predict_request_schema() -> dict[str, Any]:
     }
 
 
+class InputWarning(BaseModel):
+    """A value that was served though the training data never went that far."""
+
+    row: int = Field(description="The instance's index in the request (from 0).")
+    feature: str
+    type: str = Field(description="``outside_training_range``.")
+    message: str
+
+
 class PredictResponse(BaseModel):
     """What a model answered."""
 
@@ -56,4 +65,9 @@ class PredictResponse(BaseModel):
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None = Field(
         default=None, description="Classifiers only: one {label: probability} per instance."
+    )
+    warnings: list[InputWarning] | None = Field(
+        default=None,
+        description="Present when some value lies outside the range seen in training: one per "
+        "such value (the first 1000), by row. The prediction is still made.",
     )

@@ -19,7 +19,7 @@ from modelserve.inference.batching import Batcher, Batchers
 from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
 from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
-from modelserve.inference.validation import ValidatedBatch
+from modelserve.inference.validation import ValidatedBatch, WarningCounter
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.encoding import loggable
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
@@ -69,6 +69,8 @@ class Served:
 
     version: ResolvedVersion
     result: PredictionResult
+    warnings: list[dict[str, Any]] | None = None
+    """Values served though outside the training range (see ``ValidatedBatch.warnings``)."""
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,8 @@ class InferenceService:
         """Runs shadow versions off the request path; without one, shadows are skipped."""
         self.batchers = Batchers()
         """Adaptive batching, for versions of models whose serving settings turn it on."""
+        self.input_warnings = WarningCounter()
+        """Values served outside their training range, per model and feature."""
 
     def resolve(self, target: Target) -> ResolvedVersion:
         """The version ``target`` names, before any traffic policy (NotFound when none)."""
@@ -299,6 +303,10 @@ class InferenceService:
         outputs: dict[str, Any] = {"predictions": outcome.predictions}
         if outcome.probabilities is not None:
             outputs["probabilities"] = outcome.probabilities
+        warnings = admitted.batch.warnings
+        if warnings is not None:
+            outputs["warnings"] = warnings
+            self.input_warnings.add(version.model_name, admitted.batch.warning_counts or {})
         self._log(
             call,
             version,
@@ -311,7 +319,7 @@ class InferenceService:
         )
         if admitted.shadow is not None and self.shadows is not None:
             self.shadows.submit(call, admitted.shadow)
-        return Served(version=version, result=outcome)
+        return Served(version=version, result=outcome, warnings=warnings)
 
     def _log_failure(
         self, call: PredictCall, version: ResolvedVersion, variant: Variant, exc: AppError

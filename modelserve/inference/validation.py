@@ -14,11 +14,16 @@ then by the feature's place in the schema), so neither the form nor the batch si
 answer.
 
 Every problem is collected (row index and feature) before anything reaches the model; nothing is
-coerced: ``"0"`` is not a boolean, ``"12"`` is not a number, ``1`` is not ``true``.
+coerced: ``"0"`` is not a boolean, ``"12"`` is not a number. A boolean feature takes ``true``/
+``false`` and the integers ``0``/``1``.
+
+A numeric value outside the range the training data covered (``observed`` in the schema) is
+not a problem: it is served, and the batch carries a warning naming the row and the feature.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -29,15 +34,23 @@ from modelserve.core.errors import ValidationFailed
 from modelserve.inference.columns import (
     ABSENT,
     MAX_REPORTED_PROBLEMS,
+    OUTSIDE_TRAINING_RANGE,
     VECTOR_MIN_ROWS,
     Column,
     RowProblems,
+    Warning,
     raise_problems,
     type_name,
 )
 from modelserve.registry.schemas import InputSchema
 
-__all__ = ["MAX_REPORTED_PROBLEMS", "VECTOR_MIN_ROWS", "CompiledValidator", "ValidatedBatch"]
+__all__ = [
+    "MAX_REPORTED_PROBLEMS",
+    "VECTOR_MIN_ROWS",
+    "CompiledValidator",
+    "ValidatedBatch",
+    "WarningCounter",
+]
 
 
 @dataclass(frozen=True)
@@ -49,6 +62,31 @@ class ValidatedBatch:
     log_safe: bool = False
     """True when the payload holds nothing the prediction log must escape (no NaN, no integer
     beyond 64 bits, no NUL character), so it can be logged as it came."""
+    warnings: list[dict[str, Any]] | None = None
+    """Values served though outside the training range: the first ``MAX_REPORTED_PROBLEMS``
+    as ``{row, feature, type, message}``, by row then schema order; None when there are none."""
+    warning_counts: dict[str, int] | None = None
+    """How many values of each feature were outside the training range (all of them)."""
+
+
+class WarningCounter:
+    """Values served outside their training range, per (model, feature), for /metrics."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {}
+
+    def add(self, model: str, counts: Mapping[str, int]) -> None:
+        """Count one request's warnings (feature -> values)."""
+        with self._lock:
+            for feature, count in counts.items():
+                key = (model, feature)
+                self._counts[key] = self._counts.get(key, 0) + count
+
+    def snapshot(self) -> dict[tuple[str, str], int]:
+        """The counts so far."""
+        with self._lock:
+            return dict(self._counts)
 
 
 class _Problems:
@@ -244,9 +282,24 @@ class CompiledValidator:
     ) -> ValidatedBatch:
         arrays: dict[str, np.ndarray[Any, Any]] = {}
         safe = self._plain_texts
+        warnings: list[Warning] = []
         for column in self._columns:
-            array, column_safe = column.validate(values[column.name], problems)
+            array, column_safe = column.validate(values[column.name], problems, warnings)
             arrays[column.name] = array
             safe = safe and column_safe
         problems.raise_if_any(what)
+        if warnings:
+            return _with_warnings(ValidatedBatch(arrays, n_rows, safe), warnings)
         return ValidatedBatch(columns=arrays, n_rows=n_rows, log_safe=safe)
+
+
+def _with_warnings(batch: ValidatedBatch, warnings: list[Warning]) -> ValidatedBatch:
+    warnings.sort(key=lambda w: (w[0], w[1]))
+    counts: dict[str, int] = {}
+    for _, _, feature, _ in warnings:
+        counts[feature] = counts.get(feature, 0) + 1
+    items = [
+        {"row": row, "feature": feature, "type": OUTSIDE_TRAINING_RANGE, "message": message}
+        for row, _, feature, message in warnings[:MAX_REPORTED_PROBLEMS]
+    ]
+    return ValidatedBatch(batch.columns, batch.n_rows, batch.log_safe, items, counts)

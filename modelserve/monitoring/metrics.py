@@ -121,6 +121,14 @@ class InferenceCollector(Collector):
         runs.add_metric(["completed"], shadows.completed if shadows else 0)
         runs.add_metric(["skipped"], shadows.skipped if shadows else 0)
         yield runs
+        warnings = CounterMetricFamily(
+            "modelserve_input_warnings",
+            "Values served though outside the range seen in training, per model and feature.",
+            labels=["model", "feature"],
+        )
+        for (model, feature), count in sorted(self.inference.input_warnings.snapshot().items()):
+            warnings.add_metric([model, feature], count)
+        yield warnings
         yield from self._batching()
 
     def _batching(self) -> Iterator[Metric]:

@@ -22,6 +22,22 @@ class FeatureType(StrEnum):
     CATEGORY = "category"
 
 
+class FeatureProfile(BaseModel):
+    """What training saw of one feature. Soft: a value outside ``[min, max]`` is served, with a
+    warning naming the feature; only ``minimum``/``maximum``/``categories`` refuse values."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: float | None = Field(default=None, description="Smallest value seen (numeric).")
+    max: float | None = Field(default=None, description="Largest value seen (numeric).")
+    frequencies: dict[str, int] | None = Field(
+        default=None,
+        description="Rows per value (categories; 'true'/'false' for booleans).",
+    )
+    count: int = Field(default=0, ge=0, description="Rows with a value.")
+    missing: int = Field(default=0, ge=0, description="Rows without one.")
+
+
 class FeatureSpec(BaseModel):
     """One input feature: its name, type and the values it admits."""
 
@@ -36,6 +52,11 @@ class FeatureSpec(BaseModel):
         default=None, description="Allowed values; required for, and only for, categories."
     )
     description: str = ""
+    observed: FeatureProfile | None = Field(
+        default=None,
+        description="What training saw (inferred schemas): range and frequencies; values "
+        "outside the range are served with a warning.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FeatureSpec:
@@ -51,7 +72,18 @@ class FeatureSpec(BaseModel):
             raise ValueError(f"only numeric features take minimum/maximum ({self.name!r})")
         if self.minimum is not None and self.maximum is not None and self.minimum > self.maximum:
             raise ValueError(f"feature {self.name!r} has minimum > maximum")
+        seen = self.observed
+        if seen is not None and not numeric and (seen.min is not None or seen.max is not None):
+            raise ValueError(f"only numeric features keep an observed range ({self.name!r})")
         return self
+
+    @property
+    def soft_range(self) -> tuple[float, float] | None:
+        """The observed training range values are compared with (numeric features only)."""
+        seen = self.observed
+        if seen is None or seen.min is None or seen.max is None:
+            return None
+        return seen.min, seen.max
 
 
 class InputSchema(BaseModel):
@@ -60,6 +92,18 @@ class InputSchema(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     features: list[FeatureSpec] = Field(min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _book_format(cls, data: Any) -> Any:
+        """Also read ``{"columns": [{"name", "type": "numeric"|"boolean"}]}`` (the book's
+        ``input_schema.json``, unwrapped): numeric is a number."""
+        if isinstance(data, dict) and "columns" in data and "features" not in data:
+            columns = data["columns"]
+            if not isinstance(columns, list):
+                raise ValueError("'columns' must be a list of {name, type} objects")
+            return {"features": [book_column(column) for column in columns]}
+        return data
 
     @model_validator(mode="after")
     def _unique_names(self) -> InputSchema:
@@ -73,6 +117,29 @@ class InputSchema(BaseModel):
     def names(self) -> list[str]:
         """Feature names in order."""
         return [f.name for f in self.features]
+
+
+BOOK_TYPES = {"numeric": "number", "boolean": "boolean", "integer": "integer"}
+"""The book's column types (and ours) -> feature types."""
+
+
+def book_column(column: Any) -> Any:
+    """One book-format column as a feature: ``type`` mapped, every other key kept (so a wrong
+    one is refused by the feature model)."""
+    if not isinstance(column, dict):
+        return column
+    kind = column.get("type")
+    mapped = BOOK_TYPES.get(kind, kind) if isinstance(kind, str) else kind
+    return {**column, "type": mapped}
+
+
+def parse_schema_document(raw: Any) -> InputSchema:
+    """An input schema from a schema file: ours (``{"features": [...]}``), the book's
+    (``{"columns": [...]}``), either wrapped in ``{"input_schema": ...}``. Raises pydantic's
+    ValidationError."""
+    if isinstance(raw, dict) and "input_schema" in raw and len(raw) == 1:
+        raw = raw["input_schema"]
+    return InputSchema.model_validate(raw)
 
 
 class OutputSpec(BaseModel):

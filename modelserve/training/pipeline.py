@@ -1,60 +1,51 @@
-"""Build, cross-validate and fit scikit-learn pipelines on the canonical model frame.
+"""Build, cross-validate and fit pipelines on the canonical model frame.
 
-A pipeline is a ColumnTransformer (by column name) followed by one estimator, made only of
-scikit-learn classes so it can be stored with skops. Cross-validation runs fold by fold so a
-caller can report progress, then the model is fitted on every usable row.
+A pipeline is a ColumnTransformer (by column name) followed by one estimator (scikit-learn's,
+or XGBoost's and LightGBM's scikit-learn classes when installed). Cross-validation runs fold by
+fold so a caller can report progress; a randomized search runs the same folds for each
+candidate. Then the (best) model is fitted on every usable row.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Literal, get_args
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from pandas.api.types import is_bool_dtype, is_float_dtype, is_integer_dtype, is_object_dtype
 from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
-from sklearn.ensemble import (
-    HistGradientBoostingClassifier,
-    HistGradientBoostingRegressor,
-    RandomForestClassifier,
-    RandomForestRegressor,
-)
 from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
-from sklearn.metrics import (
-    accuracy_score,
-    balanced_accuracy_score,
-    f1_score,
-    log_loss,
-    mean_absolute_error,
-    r2_score,
-    roc_auc_score,
-    root_mean_squared_error,
-)
-from sklearn.model_selection import KFold, StratifiedKFold
+from sklearn.model_selection import KFold, ParameterSampler, StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from modelserve.core.errors import ValidationFailed
-from modelserve.registry.schemas import FeatureType, InputSchema, Label, OutputSpec
+from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
+from modelserve.training.estimators import (
+    ALGORITHMS,
+    DEFAULT_ALGORITHM,
+    Algorithm,
+    ParamValue,
+    Task,
+    check_algorithm,
+    make_estimator,
+    search_space,
+)
+from modelserve.training.metrics import LOWER_IS_BETTER, fold_scores, ranking_metric
+from modelserve.training.overrides import apply_overrides, select_columns
 from modelserve.training.schema_inference import (
-    as_text,
     canonical_frame,
     check_target,
     infer_schema,
     infer_task,
+    with_profile,
 )
+from modelserve.training.target import checked_target, label, target_series
 
-Algorithm = Literal["linear", "logistic", "random_forest", "gradient_boosting"]
-"""Which estimator to train; ``logistic`` is ``linear`` for classification only."""
-Task = Literal["classification", "regression"]
-"""What the model predicts."""
+__all__ = ["ALGORITHMS", "Algorithm", "Candidate", "Task", "TrainedModel", "train"]
 
-ALGORITHMS: tuple[str, ...] = get_args(Algorithm)
-"""Every accepted algorithm name."""
 MISSING_CATEGORY = "__missing__"
 """What a missing category becomes before one-hot encoding."""
 MIN_ROWS = 10
@@ -73,6 +64,17 @@ artifacts this server produced itself, never for uploads.
 
 
 @dataclass(frozen=True)
+class Candidate:
+    """One set of hyperparameters a search tried, with its cross-validated metrics."""
+
+    params: dict[str, ParamValue]
+    score: float
+    """Mean of the ranking metric over the folds."""
+    std: float
+    folds: dict[str, list[float]] = field(repr=False)
+
+
+@dataclass(frozen=True)
 class TrainedModel:
     """A pipeline fitted on every usable row, with its schema, output and CV metrics."""
 
@@ -81,32 +83,27 @@ class TrainedModel:
     output: OutputSpec
     metrics: dict[str, Any]
     ignored_columns: dict[str, str]
+    search: list[Candidate] = field(default_factory=list)
+    """What a randomized search tried, best first (empty without a search)."""
 
 
-def normalise_algorithm(
-    algorithm: str, task: Task
-) -> Literal["linear", "random_forest", "gradient_boosting"]:
-    """The canonical algorithm name; ValidationFailed for unknown names and for ``logistic``
-    with a regression task."""
-    if algorithm not in ALGORITHMS:
-        raise ValidationFailed(
-            f"Unknown algorithm {algorithm!r}.",
-            details={"algorithm": algorithm, "allowed": list(ALGORITHMS)},
-        )
-    if algorithm == "logistic":
-        if task != "classification":
-            raise ValidationFailed(
-                "The 'logistic' algorithm is for classification only; use 'linear' for regression.",
-                details={"algorithm": algorithm, "task": task},
-            )
-        return "linear"
-    if algorithm == "linear":
-        return "linear"
-    return "random_forest" if algorithm == "random_forest" else "gradient_boosting"
+@dataclass(frozen=True)
+class _Folds:
+    """The cross-validation every candidate of one training run shares."""
+
+    x: pd.DataFrame
+    y: np.ndarray[Any, Any]
+    task: Task
+    classes: list[Any]
+    splits: list[tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]]
 
 
 def build_pipeline(
-    schema: InputSchema, task: Task, algorithm: Algorithm, random_state: int = 0
+    schema: InputSchema,
+    task: Task,
+    algorithm: Algorithm,
+    random_state: int = 0,
+    params: dict[str, ParamValue] | None = None,
 ) -> Pipeline:
     """An unfitted pipeline for canonical frames of ``schema``.
 
@@ -114,7 +111,7 @@ def build_pipeline(
     most-frequent imputation. Categories: missing (None or NaN) becomes ``__missing__``, then
     one-hot encoding over the schema's categories, ignoring unknown values.
     """
-    name = normalise_algorithm(algorithm, task)
+    estimator = make_estimator(check_algorithm(algorithm, task), task, random_state, params)
     numeric = [
         f.name for f in schema.features if f.type in (FeatureType.NUMBER, FeatureType.INTEGER)
     ]
@@ -125,7 +122,7 @@ def build_pipeline(
         steps: list[tuple[str, Any]] = [
             ("impute", SimpleImputer(strategy="median", keep_empty_features=True))
         ]
-        if name == "linear":
+        if algorithm in ("linear", "logistic"):
             steps.append(("scale", StandardScaler()))
         transformers.append(("numeric", Pipeline(steps), numeric))
     if boolean:
@@ -159,35 +156,48 @@ def build_pipeline(
         )
         transformers.append(("category", encode, [f.name for f in categorical]))
     preprocess = ColumnTransformer(transformers, remainder="drop")
-    return Pipeline([("preprocess", preprocess), ("model", _estimator(task, name, random_state))])
+    return Pipeline([("preprocess", preprocess), ("model", estimator)])
 
 
 def train(
     df: pd.DataFrame,
     target: str,
     *,
-    algorithm: Algorithm = "gradient_boosting",
+    algorithm: Algorithm = DEFAULT_ALGORITHM,
     task: Task | None = None,
     folds: int = 5,
     random_state: int = 0,
+    features: list[str] | None = None,
+    drop: list[str] | None = None,
+    params: dict[str, ParamValue] | None = None,
+    search: int = 0,
+    overrides: Any = None,
     on_fold: Callable[[int, int], None] | None = None,
+    on_candidate: Callable[[int, int], None] | None = None,
 ) -> TrainedModel:
-    """Infer the schema, cross-validate fold by fold (calling ``on_fold(i, k)`` after fold
-    ``i`` of ``k``), then fit on every row whose target is present.
+    """Select columns, infer the schema (merged with the user's ``overrides`` schema document,
+    then profiled: ranges and frequencies), cross-validate fold by fold (calling
+    ``on_fold(i, k)`` after fold ``i`` of ``k``), or, with ``search`` > 0, cross-validate that
+    many randomly drawn hyperparameter sets (``on_candidate(i, n)`` after each) and keep the
+    best; then fit on every row whose target is present. ``params`` are fixed hyperparameters
+    (never searched).
 
     Raises ValidationFailed for data that cannot be trained on: no rows, a missing target
     column, fewer than 10 rows with a target, a single class or a class with one row, a
-    non-numeric regression target, an unknown algorithm or ``logistic`` for regression.
+    non-numeric regression target, an unknown or unavailable algorithm, ``logistic`` for
+    regression or ``linear`` for classification, unknown columns or parameters.
     """
     if algorithm not in ALGORITHMS:
-        normalise_algorithm(algorithm, "classification")
+        check_algorithm(algorithm, "classification")
     if folds < 2:
         raise ValidationFailed("At least 2 folds are needed.", details={"folds": folds})
+    if search < 0:
+        raise ValidationFailed("The search size cannot be negative.", details={"search": search})
     if len(df) == 0:
         raise ValidationFailed("The data has no rows.")
     check_target(df, target)
-    raw_target = df[target]
-    keep = raw_target.notna().to_numpy()
+    df = select_columns(df, target, features, drop)
+    keep = df[target].notna().to_numpy()
     dropped = int((~keep).sum())
     data = df.loc[keep].reset_index(drop=True)
     n_rows = len(data)
@@ -196,177 +206,169 @@ def train(
             f"At least {MIN_ROWS} rows with a target value are needed; got {n_rows}.",
             details={"rows": n_rows, "dropped_rows": dropped, "minimum": MIN_ROWS},
         )
-    y_series = _target_series(data[target], read_as_float=dropped > 0)
+    y_series = target_series(data[target], read_as_float=dropped > 0)
     task = task or infer_task(y_series)
-    algo = normalise_algorithm(algorithm, task)
+    algo = check_algorithm(algorithm, task)
     inference = infer_schema(data, target)
+    _check_selected(features, inference.ignored)
     schema = inference.schema
+    if overrides is not None:
+        schema = apply_overrides(schema, overrides)
     x = canonical_frame(data, schema)
-    y = _checked_target(y_series, task, target)
-    pipeline = build_pipeline(schema, task, algo, random_state)
-
-    classes: list[Any] = []
-    if task == "classification":
-        classes = np.unique(y).tolist()
-        counts = pd.Series(y).value_counts()
-        k = min(folds, int(counts.min()))
-        splitter: StratifiedKFold | KFold = StratifiedKFold(
-            n_splits=k, shuffle=True, random_state=random_state
+    schema = with_profile(schema, x)
+    y = checked_target(y_series, task, target)
+    if algo == "xgboost" and task == "classification":
+        _check_xgboost_labels(y, target)
+    cv = _folds(x, y, task, folds=folds, n_rows=n_rows, seed=random_state)
+    fixed = dict(params or {})
+    candidates: list[Candidate] = []
+    if search:
+        candidates = _search(
+            cv, schema, algo, fixed=fixed, n=search, seed=random_state, on_candidate=on_candidate
         )
+        chosen = {**fixed, **candidates[0].params}
+        per_fold = candidates[0].folds
     else:
-        k = min(folds, n_rows // 2)
-        splitter = KFold(n_splits=k, shuffle=True, random_state=random_state)
-
-    per_fold: dict[str, list[float]] = {}
-    for i, (train_idx, test_idx) in enumerate(splitter.split(x, y), start=1):
-        model = clone(pipeline).fit(x.iloc[train_idx], y[train_idx])
-        scores = _fold_scores(model, x.iloc[test_idx], y[test_idx], task, classes)
-        for metric, value in scores.items():
-            per_fold.setdefault(metric, []).append(value)
-        if on_fold is not None:
-            on_fold(i, k)
-
-    estimator = clone(pipeline).fit(x, y)
+        chosen = fixed
+        pipeline = build_pipeline(schema, task, algo, random_state, chosen)
+        per_fold = _cross_validate(pipeline, cv, on_fold)
+    estimator = _fit(build_pipeline(schema, task, algo, random_state, chosen), x, y)
     metrics: dict[str, Any] = {
         "task": task,
         "algorithm": algo,
         "target": target,
-        "cv_folds": k,
+        "cv_folds": len(cv.splits),
         "n_rows": n_rows,
         "n_features": len(schema.features),
         "dropped_rows": dropped,
     }
+    if chosen:
+        metrics["params"] = chosen
+    if search:
+        metrics["search"] = {
+            "candidates": len(candidates),
+            "ranked_by": ranking_metric(task, len(cv.classes)),
+        }
     for metric, values in per_fold.items():
         metrics[metric] = {"mean": float(np.mean(values)), "std": float(np.std(values))}
-    if task == "classification":
-        output = OutputSpec(
-            task=task,
-            classes=[_label(c) for c in np.asarray(estimator.classes_).tolist()],
-            probabilities=True,
-        )
-    else:
-        output = OutputSpec(task=task, classes=None, probabilities=False)
     return TrainedModel(
         estimator=estimator,
         input_schema=schema,
-        output=output,
+        output=_output(estimator, task),
         metrics=metrics,
         ignored_columns=dict(inference.ignored),
+        search=candidates,
     )
 
 
-def _estimator(
-    task: Task, algorithm: Literal["linear", "random_forest", "gradient_boosting"], seed: int
-) -> Any:
+def _output(estimator: Pipeline, task: Task) -> OutputSpec:
     if task == "classification":
-        if algorithm == "linear":
-            return LogisticRegression(max_iter=1000)
-        if algorithm == "random_forest":
-            return RandomForestClassifier(n_estimators=100, n_jobs=1, random_state=seed)
-        return HistGradientBoostingClassifier(random_state=seed)
-    if algorithm == "linear":
-        return Ridge()
-    if algorithm == "random_forest":
-        return RandomForestRegressor(n_estimators=100, n_jobs=1, random_state=seed)
-    return HistGradientBoostingRegressor(random_state=seed)
-
-
-def _target_series(col: pd.Series[Any], *, read_as_float: bool) -> pd.Series[Any]:
-    """The present target values with a clean dtype: bool, int64, float64 or object of str.
-
-    A float column of whole numbers becomes int64 when it had missing values (that is how
-    pandas reads an integer column with gaps), so a 0/1 label with gaps stays a class label.
-    """
-    dtype = col.dtype
-    if is_bool_dtype(dtype):
-        return col.astype(bool)
-    if is_integer_dtype(dtype):
-        return col.astype(np.int64)
-    if is_float_dtype(dtype):
-        values = col.to_numpy(dtype=np.float64, na_value=np.nan)
-        whole = np.isfinite(values).all() and bool((values == np.round(values)).all())
-        if read_as_float and whole and bool((np.abs(values) < 2**53).all()):
-            return pd.Series(values.astype(np.int64), index=col.index)
-        return pd.Series(values, index=col.index)
-    values_list = col.tolist()
-    if is_object_dtype(dtype):
-        if all(isinstance(v, bool | np.bool_) for v in values_list):
-            return pd.Series([bool(v) for v in values_list], index=col.index, dtype=bool)
-        if all(isinstance(v, int | np.integer) for v in values_list):
-            return pd.Series([int(v) for v in values_list], index=col.index, dtype=np.int64)
-    return pd.Series([as_text(v) for v in values_list], index=col.index, dtype=object)
-
-
-def _checked_target(y: pd.Series[Any], task: Task, target: str) -> np.ndarray[Any, Any]:
-    """The target as an array, checked for the task."""
-    if task == "regression":
-        numeric = is_integer_dtype(y.dtype) or is_float_dtype(y.dtype)
-        if not numeric or is_bool_dtype(y.dtype):
-            raise ValidationFailed(
-                f"Regression needs a numeric target; {target!r} is not numeric.",
-                details={"target": target, "examples": [str(v) for v in y.head(5).tolist()]},
-            )
-        values = y.to_numpy(dtype=np.float64)
-        if not np.isfinite(values).all():
-            raise ValidationFailed(
-                f"The target {target!r} has infinite values.", details={"target": target}
-            )
-        return values
-    counts = y.value_counts()
-    if len(counts) < 2:
-        raise ValidationFailed(
-            f"The target {target!r} has a single class; classification needs at least two.",
-            details={"target": target, "classes": [_label(c) for c in counts.index.tolist()]},
+        return OutputSpec(
+            task=task,
+            classes=[label(c) for c in np.asarray(estimator.classes_).tolist()],
+            probabilities=True,
         )
-    rare = [_label(c) for c, n in counts.items() if n < 2]
-    if rare:
+    return OutputSpec(task=task, classes=None, probabilities=False)
+
+
+def _check_selected(features: list[str] | None, ignored: dict[str, str]) -> None:
+    """A column the user asked for by name that inference could not use is an error."""
+    refused = {name: ignored[name] for name in features or () if name in ignored}
+    if refused:
         raise ValidationFailed(
-            f"Every class needs at least 2 rows; {len(rare)} class(es) of {target!r} have one.",
-            details={"target": target, "classes_with_one_row": rare[:50]},
+            f"{len(refused)} selected column(s) cannot be used as features.",
+            details={"columns": refused},
         )
-    return y.to_numpy()
 
 
-def _fold_scores(
-    model: Pipeline, x: pd.DataFrame, y: np.ndarray[Any, Any], task: Task, classes: list[Any]
-) -> dict[str, float]:
-    """One fold's held-out metrics."""
-    predicted = model.predict(x)
-    if task == "regression":
-        return {
-            "r2": float(r2_score(y, predicted)),
-            "rmse": float(root_mean_squared_error(y, predicted)),
-            "mae": float(mean_absolute_error(y, predicted)),
-        }
-    proba = _aligned_proba(model, x, classes)
-    scores = {
-        "accuracy": float(accuracy_score(y, predicted)),
-        "balanced_accuracy": float(balanced_accuracy_score(y, predicted)),
-        "f1_macro": float(f1_score(y, predicted, labels=classes, average="macro", zero_division=0)),
-        "log_loss": float(log_loss(y, proba, labels=classes)),
-    }
-    if len(classes) == 2:
-        scores["roc_auc"] = float(roc_auc_score(y == classes[1], proba[:, 1]))
-    return scores
+def _check_xgboost_labels(y: np.ndarray[Any, Any], target: str) -> None:
+    classes = np.unique(y).tolist()
+    if classes != list(range(len(classes))) and classes != [False, True]:
+        raise ValidationFailed(
+            f"XGBoost classifiers need the classes of {target!r} to be 0, 1, ..., n-1; "
+            "recode the labels or use 'lightgbm' or 'gradient_boosting'.",
+            details={"target": target, "classes": [label(c) for c in classes[:20]]},
+        )
 
 
-def _aligned_proba(model: Pipeline, x: pd.DataFrame, classes: list[Any]) -> np.ndarray[Any, Any]:
-    """Class probabilities with one column per class in ``classes``, even for classes the
-    fold's model never saw."""
-    proba = np.asarray(model.predict_proba(x), dtype=np.float64)
-    fitted = np.asarray(model.classes_).tolist()
-    if fitted == classes:
-        return proba
-    aligned = np.zeros((proba.shape[0], len(classes)), dtype=np.float64)
-    for column, label in enumerate(fitted):
-        aligned[:, classes.index(label)] = proba[:, column]
-    return aligned
+def _folds(
+    x: pd.DataFrame, y: np.ndarray[Any, Any], task: Task, *, folds: int, n_rows: int, seed: int
+) -> _Folds:
+    classes: list[Any] = []
+    splitter: StratifiedKFold | KFold
+    if task == "classification":
+        classes = np.unique(y).tolist()
+        k = min(folds, int(pd.Series(y).value_counts().min()))
+        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
+    else:
+        splitter = KFold(n_splits=min(folds, n_rows // 2), shuffle=True, random_state=seed)
+    return _Folds(x, y, task, classes, list(splitter.split(x, y)))
 
 
-def _label(value: Any) -> Label:
-    """A class label as a JSON-able Python value."""
+def _cross_validate(
+    pipeline: Pipeline, cv: _Folds, on_fold: Callable[[int, int], None] | None = None
+) -> dict[str, list[float]]:
+    """Each metric's held-out value, fold by fold."""
+    per_fold: dict[str, list[float]] = {}
+    for i, (train_idx, test_idx) in enumerate(cv.splits, start=1):
+        model = _fit(clone(pipeline), cv.x.iloc[train_idx], cv.y[train_idx])
+        scores = fold_scores(model, cv.x.iloc[test_idx], cv.y[test_idx], cv.task, cv.classes)
+        for metric, value in scores.items():
+            per_fold.setdefault(metric, []).append(value)
+        if on_fold is not None:
+            on_fold(i, len(cv.splits))
+    return per_fold
+
+
+def _search(
+    cv: _Folds,
+    schema: InputSchema,
+    algorithm: Algorithm,
+    *,
+    fixed: dict[str, ParamValue],
+    n: int,
+    seed: int,
+    on_candidate: Callable[[int, int], None] | None,
+) -> list[Candidate]:
+    """``n`` hyperparameter sets drawn from the algorithm's space (fixed ones left out), each
+    cross-validated on the same folds; best first."""
+    space = {k: v for k, v in search_space(algorithm, cv.task).items() if k not in fixed}
+    if not space:
+        raise ValidationFailed(
+            "Every searched parameter is fixed with --param; nothing is left to search.",
+            details={"fixed": sorted(fixed)},
+        )
+    metric = ranking_metric(cv.task, len(cv.classes))
+    candidates = []
+    for i, drawn in enumerate(ParameterSampler(space, n_iter=n, random_state=seed), start=1):
+        sampled = {k: _plain(v) for k, v in drawn.items()}
+        pipeline = build_pipeline(schema, cv.task, algorithm, seed, {**fixed, **sampled})
+        per_fold = _cross_validate(pipeline, cv)
+        values = per_fold[metric]
+        candidates.append(
+            Candidate(sampled, float(np.mean(values)), float(np.std(values)), per_fold)
+        )
+        if on_candidate is not None:
+            on_candidate(i, n)
+    sign = 1.0 if metric in LOWER_IS_BETTER else -1.0
+    return sorted(candidates, key=lambda c: sign * c.score)
+
+
+def _plain(value: Any) -> ParamValue:
+    """A sampled value as a plain Python (JSON-able) value."""
     if isinstance(value, np.generic):
         value = value.item()
-    if isinstance(value, str | bool | int | float):
-        return value
-    return str(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value  # type: ignore[no-any-return]
+
+
+def _fit(model: Pipeline, x: pd.DataFrame, y: np.ndarray[Any, Any]) -> Pipeline:
+    """Fit, turning the estimator's refusal of a hyperparameter value into ValidationFailed."""
+    try:
+        return model.fit(x, y)
+    except (ValueError, TypeError) as exc:
+        raise ValidationFailed(
+            f"The model could not be trained: {exc}",
+            details={"error": f"{type(exc).__name__}: {exc}"},
+        ) from exc

@@ -30,7 +30,7 @@ from pandas.api.types import (
 )
 
 from modelserve.core.errors import ValidationFailed
-from modelserve.registry.schemas import FeatureSpec, FeatureType, InputSchema
+from modelserve.registry.schemas import FeatureProfile, FeatureSpec, FeatureType, InputSchema
 
 TRUE_WORDS = frozenset({"true", "yes"})
 """Text read as a true boolean (compared case-insensitively, surrounding spaces ignored)."""
@@ -65,11 +65,12 @@ def check_target(df: pd.DataFrame, target: str) -> None:
 def infer_schema(df: pd.DataFrame, target: str, *, max_categories: int = 20) -> SchemaInference:
     """Infer the input schema of every column except ``target``.
 
-    Booleans: bool columns, numbers that are all 0/1, text that is all true/false/yes/no.
-    Integers: integer dtypes. Numbers: float dtypes. Categories: text with at most
-    ``max_categories`` distinct values. Other text, entirely empty columns and unsupported
-    dtypes are ignored, with a reason. No minimum/maximum is set. Raises ValidationFailed when
-    the target is missing or no usable feature remains.
+    Booleans: bool columns, numbers that are all 0/1 (flags; served as true/false or 0/1),
+    text that is all true/false/yes/no. Numbers: other numeric dtypes, integers included.
+    Categories: text with at most ``max_categories`` distinct values. Other text, entirely empty
+    columns and unsupported dtypes are ignored, with a reason. No minimum/maximum is set (see
+    :func:`with_profile` for the observed ranges). Raises ValidationFailed when the target is
+    missing or no usable feature remains.
     """
     check_target(df, target)
     duplicated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
@@ -138,6 +139,60 @@ def canonical_frame(df: pd.DataFrame, schema: InputSchema) -> pd.DataFrame:
             f"{len(problems)} column(s) do not match the input schema.", details=problems
         )
     return pd.DataFrame(columns, index=df.index, columns=schema.names)
+
+
+def with_profile(schema: InputSchema, frame: pd.DataFrame) -> InputSchema:
+    """``schema`` with what the canonical ``frame`` holds recorded on each feature: the range
+    of numbers, the frequencies of booleans and categories, present and missing counts.
+    Raises ValidationFailed when training values break a minimum or maximum the schema sets."""
+    features: list[FeatureSpec] = []
+    problems: list[dict[str, Any]] = []
+    for spec in schema.features:
+        column = frame[spec.name]
+        if spec.type is FeatureType.CATEGORY:
+            present = column[column.notna()]
+            counts = present.value_counts(sort=False)
+            profile = FeatureProfile(
+                frequencies={str(k): int(v) for k, v in sorted(counts.items())},
+                count=len(present),
+                missing=len(column) - len(present),
+            )
+        else:
+            values = column.to_numpy(dtype=np.float64)
+            finite = values[~np.isnan(values)]
+            profile = _numeric_profile(spec, finite, len(values))
+            problems.extend(_limit_problems(spec, finite))
+        features.append(spec.model_copy(update={"observed": profile}))
+    if problems:
+        raise ValidationFailed("Training values break the schema's limits.", details=problems)
+    return InputSchema(features=features)
+
+
+def _numeric_profile(
+    spec: FeatureSpec, finite: np.ndarray[Any, np.dtype[np.float64]], total: int
+) -> FeatureProfile:
+    count, missing = int(finite.size), total - int(finite.size)
+    if spec.type is FeatureType.BOOLEAN:
+        trues = int((finite == 1.0).sum())
+        frequencies = {"false": count - trues, "true": trues}
+        return FeatureProfile(frequencies=frequencies, count=count, missing=missing)
+    if not count:
+        return FeatureProfile(count=0, missing=missing)
+    low, high = float(finite.min()), float(finite.max())
+    return FeatureProfile(min=low, max=high, count=count, missing=missing)
+
+
+def _limit_problems(
+    spec: FeatureSpec, finite: np.ndarray[Any, np.dtype[np.float64]]
+) -> list[dict[str, Any]]:
+    found = []
+    if spec.minimum is not None and (below := finite[finite < spec.minimum]).size:
+        message = f"{below.size} value(s) are below the minimum {spec.minimum}"
+        found.append(_problem(spec.name, "out_of_range", message, below.tolist()))
+    if spec.maximum is not None and (above := finite[finite > spec.maximum]).size:
+        message = f"{above.size} value(s) are above the maximum {spec.maximum}"
+        found.append(_problem(spec.name, "out_of_range", message, above.tolist()))
+    return found
 
 
 def column_kind(col: pd.Series[Any]) -> ColumnKind:
@@ -216,10 +271,9 @@ def _infer_feature(name: str, col: pd.Series[Any], max_categories: int) -> Featu
     if kind == "bool":
         return FeatureSpec(name=name, type=FeatureType.BOOLEAN, nullable=nullable)
     if kind in ("int", "float"):
-        if is_01:
-            feature_type = FeatureType.BOOLEAN
-        else:
-            feature_type = FeatureType.INTEGER if kind == "int" else FeatureType.NUMBER
+        # Whole numbers are numbers too: an integer column of the training data says nothing
+        # about whether 35.5 is a valid input (a schema file can say ``integer``).
+        feature_type = FeatureType.BOOLEAN if is_01 else FeatureType.NUMBER
         return FeatureSpec(name=name, type=feature_type, nullable=nullable)
     texts = {as_text(v) for v in present}
     if all(_bool_word(t) is not None for t in texts):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
+import orjson
 import pandas as pd
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,8 @@ from modelserve.registry.environment import current_environment
 from modelserve.registry.loaders import dump_skops
 from modelserve.registry.schemas import RegistrationMetadata, VersionPublic
 from modelserve.registry.service import RegistryService
-from modelserve.training.pipeline import Algorithm, TrainedModel, train
+from modelserve.training.estimators import DEFAULT_ALGORITHM, Algorithm, ParamValue
+from modelserve.training.pipeline import TrainedModel, train
 
 
 @dataclass(frozen=True)
@@ -25,11 +27,17 @@ class TrainingJob:
     data: Path
     target: str
     name: str
-    algorithm: Algorithm = "gradient_boosting"
+    algorithm: Algorithm = DEFAULT_ALGORITHM
     task: Literal["classification", "regression"] | None = None
     alias: str | None = None
     folds: int = 5
     description: str = ""
+    features: list[str] | None = None
+    drop: list[str] = field(default_factory=list)
+    params: dict[str, ParamValue] = field(default_factory=dict)
+    search: int = 0
+    schema: Path | None = None
+    """A schema file whose constraints are merged into the inferred schema."""
 
 
 def read_csv(path: Path) -> pd.DataFrame:
@@ -43,15 +51,34 @@ def read_csv(path: Path) -> pd.DataFrame:
     return frame
 
 
-def fit(job: TrainingJob, on_fold: Callable[[int, int], None] | None = None) -> TrainedModel:
-    """Infer the schema, cross-validate and fit (no database involved)."""
+def read_schema_file(path: Path) -> Any:
+    """A schema file's JSON, I/O and parse failures as ValidationFailed."""
+    try:
+        return orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ValidationFailed(f"Cannot read schema file {path}.", details=str(exc)) from exc
+
+
+def fit(
+    job: TrainingJob,
+    on_fold: Callable[[int, int], None] | None = None,
+    on_candidate: Callable[[int, int], None] | None = None,
+) -> TrainedModel:
+    """Select columns, infer the schema (merged with the job's schema file), cross-validate
+    (or search) and fit (no database involved)."""
     return train(
         read_csv(job.data),
         job.target,
         algorithm=job.algorithm,
         task=job.task,
         folds=job.folds,
+        features=job.features,
+        drop=job.drop,
+        params=job.params,
+        search=job.search,
+        overrides=None if job.schema is None else read_schema_file(job.schema),
         on_fold=on_fold,
+        on_candidate=on_candidate,
     )
 
 

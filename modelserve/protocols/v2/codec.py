@@ -198,3 +198,9 @@ def to_outputs(
                 )
             )
     return tensors
+
+
+def response_parameters(warnings: list[dict[str, Any]] | None) -> dict[str, Any] | None:
+    """The response's ``parameters``: ``{"warnings": [...]}`` when some value lay outside the
+    training range (the v1 ``warnings``, rows counted from 0), else none."""
+    return None if warnings is None else {"warnings": warnings}

@@ -36,6 +36,7 @@ from modelserve.protocols.v2.codec import (
     available_outputs,
     input_metadata,
     output_metadata,
+    response_parameters,
     to_instances,
     to_outputs,
 )
@@ -193,6 +194,7 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
         model_name=served.version.model_name,
         model_version=str(served.version.number),
         id=decoded.id or str(request_id),
+        parameters=response_parameters(served.warnings),
         outputs=to_outputs(decoded, served.version.output, served.result),
     )
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
