@@ -61,8 +61,12 @@ def lightgbm_output(booster: Any) -> OutputSpec:
 class BoosterPredictor(Predictor):
     """An XGBoost or LightGBM Booster: ``inplace_predict`` / ``predict`` on a float matrix."""
 
-    def __init__(self, booster: Any, schema: InputSchema, output: OutputSpec) -> None:
+    def __init__(
+        self, booster: Any, schema: InputSchema, output: OutputSpec, *, missing: Any = np.nan
+    ) -> None:
+        """``missing``: the value XGBoost treats as missing (a wrapper's ``missing``)."""
         super().__init__(booster, schema, output)
+        self._missing = missing
         self.needs_frame = False
         self.with_proba = output.task == "classification" and output.probabilities
         self._xgboost = is_xgboost_booster(booster)
@@ -77,7 +81,11 @@ class BoosterPredictor(Predictor):
     def _raw(self, matrix: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
         if self._xgboost:
             # validate_features off: the schema, not column names, orders the matrix.
-            return np.asarray(self.estimator.inplace_predict(matrix, validate_features=False))
+            return np.asarray(
+                self.estimator.inplace_predict(
+                    matrix, validate_features=False, missing=self._missing
+                )
+            )
         return np.asarray(self.estimator.predict(matrix))
 
     def predict(self, batch: ValidatedBatch) -> PredictionResult:

@@ -4,7 +4,10 @@ estimators and pipelines, XGBoost/LightGBM's scikit-learn wrappers) the ``Predic
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from modelserve.inference.boosters import (
     BoosterPredictor,
@@ -44,7 +47,41 @@ def make_predictor(
         from modelserve.inference.onnx_file_predictor import OnnxFilePredictor
 
         return OnnxFilePredictor(model, schema, output)
+    booster = wrapped_booster(model, schema)
+    if booster is not None:
+        missing = getattr(model, "missing", np.nan)
+        return BoosterPredictor(booster, schema, output, missing=missing)
     return Predictor(model, schema, output, blocks=blocks)
+
+
+_WRAPPERS = {
+    ("xgboost.sklearn", "XGBClassifier"),
+    ("xgboost.sklearn", "XGBRegressor"),
+    ("lightgbm.sklearn", "LGBMClassifier"),
+    ("lightgbm.sklearn", "LGBMRegressor"),
+}
+_XGB_DIRECT = ("binary:logistic", "multi:softprob", "reg:squarederror", "reg:logistic")
+
+
+def wrapped_booster(model: Any, schema: InputSchema) -> Any:
+    """The Booster inside an XGBoost/LightGBM scikit-learn wrapper when its ``predict_proba``
+    (or regressor's ``predict``) is exactly that Booster's prediction on the float matrix, so
+    it is served without the wrapper's per-call DataFrame conversion and second pass for
+    labels: exact wrapper types, numeric schemas, no early-stopping iteration, no custom
+    objective, and (XGBoost) an objective whose raw output is what the wrapper returns."""
+    kind = (type(model).__module__, type(model).__name__)
+    if kind not in _WRAPPERS or any(f.type.value == "category" for f in schema.features):
+        return None
+    if kind[0] == "lightgbm.sklearn":
+        booster = model.booster_
+        if callable(model.objective) or booster.best_iteration:
+            return None
+        return booster
+    booster = model.get_booster()
+    objective = json.loads(booster.save_config())["learner"]["objective"]["name"]
+    if booster.attr("best_iteration") is not None or objective not in _XGB_DIRECT:
+        return None
+    return booster
 
 
 def feature_names(model: Any) -> list[str] | None:

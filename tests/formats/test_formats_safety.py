@@ -14,8 +14,6 @@ from factories import register
 from fastapi.testclient import TestClient
 from format_models import DUMPS, instances, native_bytes, schema_of
 
-import modelserve.registry.loaders as loaders_module
-
 
 def _str(text: str) -> bytes:
     raw = text.encode()
@@ -197,8 +195,3 @@ def test_without_the_library_registration_load_and_readyz_say_so(
         assert loading.status_code == 422
         ready = without.get("/readyz").json()
     assert ready["unloadable_versions"] == [{"model": "boosted", "version": 1, "needs": [library]}]
-
-
-def test_loaders_module_has_no_library_imports() -> None:
-    """Importing the loaders imports neither optional library (they load on first use)."""
-    assert "xgboost" not in vars(loaders_module)
