@@ -117,22 +117,19 @@ def escaped(record: PredictionRecord) -> PredictionRecord:
     return dataclasses.replace(record, **changes)
 
 
-def row(record: PredictionRecord) -> dict[str, Any]:
-    """The record as a shallow dict of its fields."""
-    return {name: getattr(record, name) for name in FIELDS}
-
-
-def dumps(record: PredictionRecord) -> bytes:
-    """One record as a JSON line (without the newline); TypeError when orjson refuses it."""
-    return orjson.dumps(row(record), option=_OPTIONS)
+def _line(record: PredictionRecord) -> bytes:
+    # orjson serialises the dataclass itself (its fields, in order): a third of the time of
+    # building the dict first, on the predict path.
+    return orjson.dumps(record, option=_OPTIONS | orjson.OPT_APPEND_NEWLINE)
 
 
 def encode(record: PredictionRecord) -> tuple[PredictionRecord, bytes]:
-    """The record every store takes and its JSON line: the record itself when orjson takes it
-    (the common case: one call), else its escaped form. Never raises."""
+    """The record every store takes and its JSON line, ending with a newline: the record itself
+    when orjson takes it (the common case: one call), else its escaped form. Never raises for
+    what a request can carry."""
     try:
-        return record, dumps(record)
+        return record, _line(record)
     except TypeError:
         pass
     safe = escaped(record)
-    return safe, dumps(safe)
+    return safe, _line(safe)

@@ -100,7 +100,9 @@ class Journal:
             if segment.size >= self.segment_bytes:
                 segment = self._new_segment()
             try:
-                write_all(segment.fd, line)
+                written = os.write(segment.fd, line)
+                if written < len(line):  # rare (a signal, a full disk): write the rest
+                    write_all(segment.fd, line[written:])
             except OSError:
                 with contextlib.suppress(OSError):  # leave no torn line behind
                     os.ftruncate(segment.fd, segment.size)

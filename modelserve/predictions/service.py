@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 from modelserve.core.db import Database
 from modelserve.core.errors import ModelUnavailable, NotFound
 from modelserve.core.pagination import decode_cursor, encode_cursor
+from modelserve.predictions.encoding import encode
 from modelserve.predictions.repository import PredictionRepository
 from modelserve.predictions.schemas import PredictionPublic, PredictionRecord, PredictionsPage
 from modelserve.predictions.writer import LogWriter
@@ -37,8 +38,8 @@ class PredictionLog:
             if self.writer is not None:
                 self.writer.put(record)
                 return
-            with self.db.transaction() as session:
-                PredictionRepository(session).insert_many([record])
+            with self.db.transaction() as session:  # escaped if orjson refuses it
+                PredictionRepository(session).insert_many([encode(record)[0]])
         except (SQLAlchemyError, OSError) as exc:
             raise ModelUnavailable(
                 "The prediction could not be logged; nothing was served.",

@@ -43,7 +43,7 @@ were set aside); raises when the database cannot take them now."""
 
 def dumps(record: PredictionRecord) -> bytes:
     """One record as a JSON line (without the newline), escaped if need be; never raises."""
-    return encode(record)[1]
+    return encode(record)[1][:-1]
 
 
 def loads(line: bytes) -> PredictionRecord:

@@ -150,7 +150,7 @@ class LogWriter:
                 self.escaped += 1
                 record = safe
             try:
-                number = self.journal.append(line + b"\n")
+                number = self.journal.append(line)
             except OSError:
                 logger.exception("prediction log: cannot append to the journal; spilling")
                 self.spill.append([record])

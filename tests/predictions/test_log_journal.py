@@ -1,0 +1,55 @@
+"""The journal's checkpoints: a segment is kept until every record in it is committed (or
+spilled), then deleted; the current one is truncated."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from modelserve.predictions.journal import Journal
+from modelserve.predictions.spill import SpillStore
+
+
+def segments(directory: Path) -> dict[str, list[bytes]]:
+    return {p.name.split(".")[1]: p.read_bytes().splitlines() for p in directory.glob("*.journal")}
+
+
+@pytest.mark.parametrize("fsync_ms", [0, 1])
+def test_a_segment_is_dropped_once_every_record_in_it_is_done(
+    tmp_path: Path, fsync_ms: int
+) -> None:
+    spill = SpillStore(tmp_path)
+    journal = Journal(spill, fsync_ms=fsync_ms, segment_bytes=10)
+    journal.open()
+    numbers = [journal.append(b'{"n":%d}\n' % n) for n in range(5)]  # 8 bytes: 2 per segment
+    assert numbers == [0, 1, 2, 3, 4]
+    assert segments(tmp_path) == {
+        "0": [b'{"n":0}', b'{"n":1}'],
+        "1": [b'{"n":2}', b'{"n":3}'],
+        "2": [b'{"n":4}'],
+    }
+    journal.done([1, 2])  # out of order, as a spill and a batch may finish
+    assert set(segments(tmp_path)) == {"0", "1", "2"}
+    assert journal.pending == 3
+    journal.done([0])
+    assert set(segments(tmp_path)) == {"1", "2"}
+    journal.done([4, 3])
+    assert segments(tmp_path) == {"2": []}  # the current segment, truncated
+    assert journal.append(b'{"n":5}\n') == 5
+    assert segments(tmp_path) == {"2": [b'{"n":5}']}
+    journal.close()  # one record not done: kept for the next process, with the owner's lock
+    spill.close()
+    assert sorted(p.suffix for p in tmp_path.iterdir()) == [".journal", ".lock"]
+
+
+def test_a_closed_journal_with_every_record_done_leaves_nothing(tmp_path: Path) -> None:
+    spill = SpillStore(tmp_path)
+    journal = Journal(spill)
+    journal.open()
+    journal.done([journal.append(b"{}\n")])
+    journal.close()
+    spill.close()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError, match="closed"):
+        journal.append(b"{}\n")
