@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from modelserve.cli.common import load_settings, out
+from modelserve.cli.common import database_exists, load_settings, masked_url, out
 from modelserve.core import migrate
 from modelserve.core.db import Database
 
@@ -29,8 +29,13 @@ def downgrade(revision: str = typer.Argument(..., help="Target revision, e.g. ba
 
 @app.command("current")
 def current() -> None:
-    """Show the database's revision and the newest one shipped."""
-    db = Database(load_settings().resolved_database_url, pool_size=1)
+    """Show the database's revision and the newest one shipped (creating no database)."""
+    url = load_settings().resolved_database_url
+    if not database_exists(url):
+        out().print(f"current: none (no database at {masked_url(url)})", highlight=False)
+        out().print(f"head:    {migrate.head_revision()}")
+        return
+    db = Database(url, pool_size=1)
     try:
         out().print(f"current: {migrate.current_revision(db.engine)}")
         out().print(f"head:    {migrate.head_revision()}")

@@ -71,6 +71,8 @@ def test_read_only_commands_create_no_database(
         result = runner.invoke(app, args)
         assert result.exit_code == 1, result.output
         assert "No modelserve database at" in result.output
+    current = runner.invoke(app, ["db", "current"])
+    assert "current: none" in current.output
     assert not data.exists()
 
 
