@@ -49,6 +49,9 @@ class ValidatedBatch:
     log_safe: bool = False
     """True when the payload holds nothing the prediction log must escape (no NaN, no integer
     beyond 64 bits, no NUL character), so it can be logged as it came."""
+    matrix: np.ndarray[Any, Any] | None = None
+    """The same values as one float64 matrix in schema order, when ``inference.intake`` built
+    it (``columns`` are then views of its columns)."""
 
 
 class _Problems:

@@ -36,8 +36,8 @@ from modelserve.protocols.v2.codec import (
     available_outputs,
     input_metadata,
     output_metadata,
-    to_instances,
     to_outputs,
+    to_payload,
 )
 from modelserve.protocols.v2.schemas import (
     InferenceRequest,
@@ -166,7 +166,7 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
     unknown = [o.name for o in request.outputs or [] if o.name not in offered]
     if unknown:
         raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
-    return request, {"instances": to_instances(request, version.input_schema)}
+    return request, to_payload(request, version.input_schema)
 
 
 async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
