@@ -308,6 +308,7 @@ def _slice(result: PredictionResult, start: int, end: int) -> PredictionResult:
     return PredictionResult(
         predictions=result.predictions[start:end],
         probabilities=None if probabilities is None else probabilities[start:end],
+        matrix=None if result.matrix is None else result.matrix[start:end],
     )
 
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from modelserve.inference.intake import MatrixRules
 from modelserve.inference.onnx_predictor import OnnxPredictor
 from modelserve.inference.predictor import Predictor
 from modelserve.inference.validation import CompiledValidator
@@ -39,6 +40,8 @@ class LoadedVersion:
     predictor: Predictor | OnnxPredictor
     runtime: Runtime = "sklearn"
     """What runs it: onnx only when asked for and the version has a twin."""
+    rules: MatrixRules | None = None
+    """The schema's rules over a whole matrix, for ``intake.validate`` (numeric schemas)."""
 
 
 class ModelCache:

@@ -27,7 +27,6 @@ from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
 from modelserve.inference.validation import CompiledValidator
-from modelserve.registry.probe import sample_instances
 from modelserve.registry.schemas import InputSchema
 
 logger = logging.getLogger(__name__)
@@ -94,9 +93,12 @@ def _forget_feature_names(estimator: Any) -> bool:
     return True
 
 
-def verified_blocks(estimator: Any, schema: InputSchema) -> ColumnBlocks | None:
-    """Column blocks for a Pipeline that starts with a ColumnTransformer, if on a sample of
-    rows inside ``schema`` they give exactly what the ColumnTransformer gives; else None."""
+def verified_blocks(
+    estimator: Any, schema: InputSchema, instances: list[dict[str, Any]]
+) -> ColumnBlocks | None:
+    """Column blocks for a Pipeline that starts with a ColumnTransformer, if on ``instances``
+    (rows inside ``schema``, e.g. ``registry.probe.sample_instances``) they give exactly what
+    the ColumnTransformer gives; else None."""
     if not isinstance(estimator, Pipeline) or len(estimator.steps) < 2:
         return None
     preprocess = estimator.steps[0][1]
@@ -105,7 +107,6 @@ def verified_blocks(estimator: Any, schema: InputSchema) -> ColumnBlocks | None:
         return None
     import pandas as pd
 
-    instances = sample_instances(schema, VERIFICATION_ROWS)
     sample = CompiledValidator(schema, max_rows=len(instances)).validate({"instances": instances})
     try:
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):

@@ -9,11 +9,13 @@ from typing import cast
 from modelserve.core.db import Database
 from modelserve.core.errors import ArtifactIntegrityError
 from modelserve.inference.cache import LoadedVersion
-from modelserve.inference.column_blocks import verified_blocks
+from modelserve.inference.column_blocks import VERIFICATION_ROWS, verified_blocks
+from modelserve.inference.intake import numeric_rules
 from modelserve.inference.native import make_predictor
 from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.loaders import ArtifactFormat, LoadedArtifact, load_artifact
+from modelserve.registry.probe import sample_instances
 from modelserve.registry.service import RegistryService, ResolvedVersion, sha256_hex
 
 logger = logging.getLogger(__name__)
@@ -24,6 +26,7 @@ def load_version(db: Database, version: ResolvedVersion, *, max_rows: int) -> Lo
     one, else its estimator (see ``load_estimator``) with verified column blocks; each checked
     against its recorded sha256 (ArtifactIntegrityError otherwise)."""
     validator = CompiledValidator(version.input_schema, max_rows=max_rows)
+    rules = numeric_rules(version.input_schema)
     twin = None
     if version.serving.runtime == "onnx":
         with db.sessions() as session:
@@ -47,7 +50,9 @@ def load_version(db: Database, version: ResolvedVersion, *, max_rows: int) -> Lo
                 exc,
             )
         else:
-            return LoadedVersion(version.version_id, validator, predictor, runtime="onnx")
+            return LoadedVersion(
+                version.version_id, validator, predictor, runtime="onnx", rules=rules
+            )
     loaded = load_estimator(db, version)
     return LoadedVersion(
         version_id=version.version_id,
@@ -56,8 +61,13 @@ def load_version(db: Database, version: ResolvedVersion, *, max_rows: int) -> Lo
             loaded.estimator,
             version.input_schema,
             version.output,
-            blocks=verified_blocks(loaded.estimator, version.input_schema),
+            blocks=verified_blocks(
+                loaded.estimator,
+                version.input_schema,
+                sample_instances(version.input_schema, VERIFICATION_ROWS),
+            ),
         ),
+        rules=rules,
     )
 
 

@@ -86,7 +86,9 @@ class OnnxPredictor:
         """The tensors handed to ONNX Runtime, by input name."""
         if self.layout == "matrix":
             name, dtype = self._inputs[0]
-            matrix = np.column_stack([batch.columns[n] for n in self.schema.names])
+            matrix = batch.matrix
+            if matrix is None:
+                matrix = np.column_stack([batch.columns[n] for n in self.schema.names])
             return {name: matrix.astype(dtype, copy=False)}
         feeds: dict[str, np.ndarray[Any, Any]] = {}
         for name, dtype in self._inputs:
@@ -115,4 +117,4 @@ class OnnxPredictor:
         probabilities = None
         if matrix is not None:
             probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
-        return PredictionResult(predictions=predictions, probabilities=probabilities)
+        return PredictionResult(predictions=predictions, probabilities=probabilities, matrix=matrix)

@@ -3,19 +3,28 @@ probabilities out."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from modelserve.core.errors import ValidationFailed
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
-if TYPE_CHECKING:  # column_blocks verifies against this module's callers: no runtime import
-    from modelserve.inference.column_blocks import ColumnBlocks
+
+class ColumnPreprocess(Protocol):
+    """A verified numpy form of a pipeline's first step (``column_blocks.ColumnBlocks``)."""
+
+    def transform(
+        self, columns: Mapping[str, np.ndarray[Any, Any]]
+    ) -> np.ndarray[Any, Any]: ...  # pragma: no cover
+
 
 PREDICT = "predict"
 PREDICT_PROBA = "predict_proba"
@@ -78,6 +87,8 @@ class PredictionResult:
 
     predictions: list[Any]
     probabilities: list[dict[str, float]] | None
+    matrix: np.ndarray[Any, Any] | None = field(default=None, compare=False)
+    """The probabilities as a float64 matrix, columns in class order (for tensor outputs)."""
 
 
 class Predictor:
@@ -89,7 +100,7 @@ class Predictor:
         schema: InputSchema,
         output: OutputSpec,
         *,
-        blocks: ColumnBlocks | None = None,
+        blocks: ColumnPreprocess | None = None,
     ) -> None:
         """``blocks``: the verified numpy form of the pipeline's first step, a ColumnTransformer
         (``column_blocks.verified_blocks``), run instead of it."""
@@ -137,13 +148,21 @@ class Predictor:
         """The object handed to the estimator: a DataFrame or a float matrix."""
         if self.needs_frame:
             return pd.DataFrame(batch.columns, columns=self.names)
+        if batch.matrix is not None:
+            return batch.matrix
         return np.column_stack([batch.columns[name] for name in self.names])
 
     def predict(self, batch: ValidatedBatch) -> PredictionResult:
         """Predict labels (and probabilities for classifiers) for every row."""
         # Extreme (but schema-valid) inputs can overflow inside a model; rows whose output is not
         # finite are refused below rather than answered with nulls.
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+        # The intake's matrix is known finite: scikit-learn need not scan it again (documented
+        # configuration; it changes no value, only skips the check).
+        checks = config_context(assume_finite=True) if batch.matrix is not None else nullcontext()
+        with (
+            checks,
+            np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"),
+        ):
             features = self._features(batch)
             matrix = None
             if self.with_proba:
@@ -159,7 +178,9 @@ class Predictor:
         probabilities = None
         if matrix is not None:
             probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
-        return PredictionResult(predictions=raw.tolist(), probabilities=probabilities)
+        return PredictionResult(
+            predictions=raw.tolist(), probabilities=probabilities, matrix=matrix
+        )
 
 
 def _refuse_non_finite(

@@ -8,7 +8,7 @@ import uuid
 from concurrent.futures import Future
 from dataclasses import dataclass
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from modelserve.auth.caller import Caller
 from modelserve.config import Settings
@@ -17,6 +17,7 @@ from modelserve.core.db import Database
 from modelserve.core.errors import AppError, v2_status
 from modelserve.inference.batching import Batcher, Batchers
 from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
+from modelserve.inference.intake import validate
 from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
@@ -27,9 +28,6 @@ from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
 from modelserve.registry.schemas import ModelsPublic
 from modelserve.registry.service import RegistryService, ResolvedVersion
-
-if TYPE_CHECKING:
-    from modelserve.inference.shadow import ShadowRunner
 
 
 class InferenceFailed(AppError):
@@ -102,6 +100,19 @@ def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
 
 
+class ShadowSink(Protocol):
+    """Where served requests go to be predicted by a shadow version (``shadow.ShadowRunner``)."""
+
+    completed: int
+    skipped: int
+
+    def submit(self, call: PredictCall, version: ResolvedVersion) -> None:
+        """Queue a shadow run; return at once."""
+
+    def close(self) -> None:
+        """Finish queued shadow runs, then stop."""
+
+
 class _NotLoaded(Exception):
     """The version is not in the cache (and must not be loaded here)."""
 
@@ -158,7 +169,7 @@ class InferenceService:
         self.log = log
         self.settings = settings
         self.routes = Routes(db)
-        self.shadows: ShadowRunner | None = None
+        self.shadows: ShadowSink | None = None
         """Runs shadow versions off the request path; without one, shadows are skipped."""
         self.batchers = Batchers()
         """Adaptive batching, for versions of models whose serving settings turn it on."""
@@ -238,7 +249,7 @@ class InferenceService:
             return None
         try:
             loaded = self.cache.get(key, _not_loaded)
-            batch = loaded.validator.validate(call.payload)
+            batch = validate(loaded.validator, call.payload, loaded.rules)
         except (AppError, _NotLoaded):
             return None
         batcher = self.batchers.get(key)
@@ -268,7 +279,7 @@ class InferenceService:
                 batcher = self.batchers.get(cache_key(version))
                 batcher.reserve()  # a batch being gathered waits for this request
             loaded = self.load(version)
-            batch = loaded.validator.validate(call.payload)
+            batch = validate(loaded.validator, call.payload, loaded.rules)
         except AppError as exc:
             if batcher is not None:
                 batcher.cancel()

@@ -67,6 +67,9 @@ class ValidatedBatch:
     as ``{row, feature, type, message}``, by row then schema order; None when there are none."""
     warning_counts: dict[str, int] | None = None
     """How many values of each feature were outside the training range (all of them)."""
+    matrix: np.ndarray[Any, Any] | None = None
+    """The same values as one float64 matrix in schema order, when ``inference.intake`` built
+    it (``columns`` are then views of its columns)."""
 
 
 class WarningCounter:

@@ -15,13 +15,18 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from modelserve.inference.column_blocks import compile_blocks, verified_blocks
+from modelserve.inference.column_blocks import VERIFICATION_ROWS, compile_blocks, verified_blocks
 from modelserve.inference.predictor import Predictor
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.loaders import dump_skops
 from modelserve.registry.probe import describe_output, sample_instances
 from modelserve.registry.schemas import InputSchema
 from modelserve.training.pipeline import TrainedModel, train
+
+
+def verified(estimator: Any, schema: InputSchema) -> Any:
+    """The blocks the server would use, verified on the sample the server draws."""
+    return verified_blocks(estimator, schema, sample_instances(schema, VERIFICATION_ROWS))
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def test_trained_pipelines_answer_exactly_as_scikit_learn(
     churn_frame: pd.DataFrame, algorithm: str
 ) -> None:
     model = trained(churn_frame, algorithm)
-    blocks = verified_blocks(model.estimator, model.input_schema)
+    blocks = verified(model.estimator, model.input_schema)
     assert blocks is not None
     instances = sample_instances(model.input_schema, 500, seed=7)
     batch = CompiledValidator(model.input_schema, max_rows=500).validate({"instances": instances})
@@ -53,7 +58,7 @@ def test_trained_pipelines_answer_exactly_as_scikit_learn(
 
 def test_the_served_estimator_is_left_as_it_was(churn_frame: pd.DataFrame) -> None:
     model = trained(churn_frame, "logistic")
-    assert verified_blocks(model.estimator, model.input_schema) is not None
+    assert verified(model.estimator, model.input_schema) is not None
     numeric = model.estimator[0].named_transformers_["numeric"]
     assert list(numeric.feature_names_in_) == ["income", "age"]
     assert list(model.estimator.feature_names_in_) == model.input_schema.names
@@ -95,7 +100,7 @@ def fitted(preprocess: Any, *, frame: bool = True) -> Pipeline:
 )
 def test_structures_it_cannot_reproduce_run_as_they_are(pipeline: Any) -> None:
     estimator = pipeline()
-    assert verified_blocks(estimator, iris_schema_model()) is None
+    assert verified(estimator, iris_schema_model()) is None
 
 
 def test_a_transformer_that_needs_its_dataframe_fails_verification() -> None:
@@ -107,12 +112,12 @@ def test_a_transformer_that_needs_its_dataframe_fails_verification() -> None:
     pre = ColumnTransformer([("f", FunctionTransformer(first_by_name), IRIS_FEATURES)])
     estimator = fitted(pre)
     assert compile_blocks(estimator[0], IRIS_FEATURES) is not None
-    assert verified_blocks(estimator, iris_schema_model()) is None
+    assert verified(estimator, iris_schema_model()) is None
 
 
 def test_pandas_output_is_not_reproduced() -> None:
     pre = ColumnTransformer([("s", StandardScaler(), IRIS_FEATURES)]).set_output(transform="pandas")
-    assert verified_blocks(fitted(pre), iris_schema_model()) is None
+    assert verified(fitted(pre), iris_schema_model()) is None
 
 
 def test_served_answers_match_scikit_learn_over_http(

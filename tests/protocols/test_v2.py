@@ -83,7 +83,11 @@ def test_infer_both_layouts(client: TestClient, inputs: list[dict[str, Any]]) ->
     assert sum(proba["data"][:3]) == pytest.approx(1.0)
     [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
     assert (row["protocol"], row["n_rows"], row["status"]) == ("v2", 2, "ok")
-    assert row["inputs"] == ROWS
+    # logged in the columnar v1 form: the values the request carried, one array per row
+    assert row["inputs"] == {
+        "columns": IRIS_FEATURES,
+        "data": [[instance[f] for f in IRIS_FEATURES] for instance in ROWS],
+    }
 
 
 def test_outputs_selection_and_generated_id(client: TestClient) -> None:

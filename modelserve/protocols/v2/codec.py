@@ -7,6 +7,7 @@ Two input layouts are accepted: one input per feature (named after it, shape ``[
 from __future__ import annotations
 
 import math
+from itertools import chain
 from typing import Any
 
 from modelserve.core.errors import BadRequest
@@ -102,39 +103,87 @@ def _as_feature(value: Any, feature_type: FeatureType) -> Any:
     return value
 
 
-def to_instances(request: InferenceRequest, schema: InputSchema) -> list[dict[str, Any]]:
-    """Rows of ``{feature: value}`` for the inference service."""
+_FLOAT_TYPES = frozenset({int, float, type(None)})
+
+
+def _plain_values(kind: str, values: list[Any]) -> bool:
+    """Whether every value is valid ``kind`` data, checked without a Python loop per value (a
+    False only sends the tensor to ``tensor_values``, which names the bad value)."""
+    types = set(map(type, values))
+    if kind in _INT_RANGES:
+        low, high = _INT_RANGES[kind]
+        return types == {int} and low <= min(values) and max(values) <= high
+    if kind == "BOOL":
+        return types == {bool}
+    if kind == "BYTES":
+        return types == {str}
+    return types <= _FLOAT_TYPES
+
+
+def _tensor_rows(tensor: TensorInput) -> list[Any]:
+    """A 2-D tensor's data as its rows (lists), checked as ``tensor_values`` checks it."""
+    rows, width = tensor.shape
+    data = tensor.data
+    if rows >= 0 and len(data) == rows and all(type(r) is list and len(r) == width for r in data):
+        if _plain_values(tensor.datatype, list(chain.from_iterable(data))):
+            return data
+    elif width >= 0 and len(data) == rows * width and _plain_values(tensor.datatype, data):
+        return [data[r * width : (r + 1) * width] for r in range(rows)]
+    flat = tensor_values(tensor)  # raises what is wrong
+    return [flat[r * width : (r + 1) * width] for r in range(rows)]
+
+
+def _column_values(tensor: TensorInput) -> list[Any]:
+    """A feature tensor's values ([N] or [N, 1]), checked as ``tensor_values`` checks them."""
+    data = tensor.data
+    count = tensor.shape[0]
+    if len(tensor.shape) == 1 and len(data) == count and _plain_values(tensor.datatype, data):
+        return data
+    return tensor_values(tensor)
+
+
+def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]:
+    """The request's values as the columnar v1 payload the inference service validates
+    (``{"columns": [...], "data": [[...], ...]}``), or, when the feature inputs do not name
+    the schema's features exactly, as records (each row's own problems then reported)."""
     names = schema.names
     types = {f.name: f.type for f in schema.features}
+    booleans = any(t is FeatureType.BOOLEAN for t in types.values())
     inputs = request.inputs
     if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].name not in types:
         tensor = inputs[0]
-        rows, width = tensor.shape
+        width = tensor.shape[1]
         if width != len(names):
             raise BadRequest(
                 f"Input {tensor.name!r} has {width} columns; the model takes "
                 f"{len(names)} features: {names}."
             )
-        flat = tensor_values(tensor)
-        return [
-            {n: _as_feature(flat[r * width + c], types[n]) for c, n in enumerate(names)}
-            for r in range(rows)
-        ]
+        data = _tensor_rows(tensor)
+        if booleans:
+            kinds = [types[n] for n in names]
+            data = [[_as_feature(v, k) for v, k in zip(row, kinds, strict=True)] for row in data]
+        return {"columns": list(names), "data": data}
     columns: dict[str, list[Any]] = {}
     for tensor in inputs:
         if tensor.name in columns:
             raise BadRequest(f"Input {tensor.name!r} is given more than once.")
         if len(tensor.shape) > 2 or (len(tensor.shape) == 2 and tensor.shape[1] != 1):
             raise BadRequest(f"Input {tensor.name!r}: a feature input has shape [N] or [N, 1].")
-        columns[tensor.name] = [
-            _as_feature(v, types.get(tensor.name, FeatureType.NUMBER))
-            for v in tensor_values(tensor)
-        ]
+        values = _column_values(tensor)
+        kind = types.get(tensor.name, FeatureType.NUMBER)
+        if kind is FeatureType.BOOLEAN:
+            values = [_as_feature(v, kind) for v in values]
+        columns[tensor.name] = values
     lengths = {len(v) for v in columns.values()}
     if len(lengths) != 1:
         raise BadRequest("Feature inputs have different lengths.")
     n_rows = lengths.pop()
-    return [{name: values[row] for name, values in columns.items()} for row in range(n_rows)]
+    if set(columns) == set(names) and n_rows:
+        return {
+            "columns": list(columns),
+            "data": [list(row) for row in zip(*columns.values(), strict=True)],
+        }
+    return {"instances": [{n: v[row] for n, v in columns.items()} for row in range(n_rows)]}
 
 
 def _label_datatype(labels: list[Any]) -> Datatype:
@@ -191,7 +240,10 @@ def to_outputs(
             )
         else:
             labels = [str(c) for c in output.classes or []]
-            flat = [row[label] for row in result.probabilities or [] for label in labels]
+            if result.matrix is not None:
+                flat = result.matrix.ravel().tolist()
+            else:
+                flat = [row[label] for row in result.probabilities or [] for label in labels]
             tensors.append(
                 TensorOutput(
                     name=PREDICT_PROBA, shape=[n_rows, len(labels)], datatype="FP64", data=flat

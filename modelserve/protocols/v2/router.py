@@ -37,8 +37,8 @@ from modelserve.protocols.v2.codec import (
     input_metadata,
     output_metadata,
     response_parameters,
-    to_instances,
     to_outputs,
+    to_payload,
 )
 from modelserve.protocols.v2.schemas import (
     InferenceRequest,
@@ -167,7 +167,7 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
     unknown = [o.name for o in request.outputs or [] if o.name not in offered]
     if unknown:
         raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
-    return request, {"instances": to_instances(request, version.input_schema)}
+    return request, to_payload(request, version.input_schema)
 
 
 async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:

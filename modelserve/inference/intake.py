@@ -1,0 +1,166 @@
+"""Where a request's values become a validated matrix, for every transport.
+
+Every transport hands the inference service a v1 payload: the records form
+(``{"instances": [...]}``), or the columnar form (``{"columns": [...], "data": [[...], ...]}``),
+which is also what V2 tensors are decoded into (``protocols/v2/codec.py``). ``validate`` turns it
+into a ``ValidatedBatch``.
+
+For a schema of numbers and integers only, it first tries to take the whole payload in a few
+numpy operations: the rows stacked into one float64 matrix in schema order (no per-value Python
+code), then every feature's rules checked on the matrix at once (finite, integral where the
+feature is an integer, inside its minimum and maximum and its observed training range, whose
+breaches the validator reports as warnings). A payload that passes is accepted as that matrix.
+Anything else, and any payload with a problem, goes to ``CompiledValidator``, which checks
+value by value and names every problem; the matrix it would have built holds the same
+values (``tests/inference/test_intake.py`` checks this bit for bit), so which route a payload
+takes never changes an answer or an error.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from modelserve.inference.validation import CompiledValidator, ValidatedBatch
+from modelserve.registry.schemas import FeatureType, InputSchema
+
+_NUMBER_TYPES = frozenset({int, float})
+_LOG_INT_LIMIT = float(2**63)
+"""Integers at least this large are logged through ``loggable`` (see ``Column``)."""
+
+
+class MatrixRules:
+    """A numeric schema's rules as vectors over the columns of a matrix."""
+
+    def __init__(self, schema: InputSchema) -> None:
+        features = schema.features
+        self.names = schema.names
+        self.width = len(features)
+        self.position = {name: i for i, name in enumerate(self.names)}
+        self.row_of = itemgetter(*self.names) if self.names else None
+        self.minimum = np.array(
+            [-np.inf if f.minimum is None else f.minimum for f in features], dtype=np.float64
+        )
+        self.maximum = np.array(
+            [np.inf if f.maximum is None else f.maximum for f in features], dtype=np.float64
+        )
+        # A value outside the observed training range is served with a warning, which only the
+        # validator writes: the matrix takes the narrower of the hard and the training bounds.
+        soft = [f.soft_range or (-np.inf, np.inf) for f in features]
+        self.minimum = np.maximum(self.minimum, np.array([low for low, _ in soft], np.float64))
+        self.maximum = np.minimum(self.maximum, np.array([high for _, high in soft], np.float64))
+        self.bounded = bool(np.isfinite(self.minimum).any() or np.isfinite(self.maximum).any())
+        self.integers = np.array(
+            [i for i, f in enumerate(features) if f.type is FeatureType.INTEGER], dtype=np.intp
+        )
+
+    def accept(self, rows: list[Any], types: set[type]) -> np.ndarray[Any, Any] | None:
+        """The float64 matrix of ``rows`` (lists in schema order, values of ``types``) if every
+        value keeps every rule; None when any may not (the validator then says which)."""
+        if not types <= _NUMBER_TYPES:
+            return None  # booleans, strings, nulls, nested arrays: value by value
+        try:
+            matrix = np.array(rows, dtype=np.float64)
+        except (OverflowError, TypeError, ValueError):
+            return None
+        if matrix.shape != (len(rows), self.width):
+            return None
+        with np.errstate(invalid="ignore"):
+            if not np.isfinite(matrix).all():
+                return None
+            if self.bounded and ((matrix < self.minimum).any() or (matrix > self.maximum).any()):
+                return None
+            if len(self.integers) and float in types:
+                part = matrix[:, self.integers]
+                if (part != np.floor(part)).any():
+                    return None
+        if int in types:
+            large = np.flatnonzero((np.abs(matrix) >= _LOG_INT_LIMIT).any(axis=0)).tolist()
+            if any(type(row[j]) is int for j in large for row in rows):
+                return None  # an integer logged through ``loggable``: the validator's case
+        return matrix
+
+
+def numeric_rules(schema: InputSchema) -> MatrixRules | None:
+    """Matrix rules for a schema of numbers and integers only (their names free of NUL
+    characters, which the log escapes); None otherwise."""
+    if not schema.features or any("\x00" in name for name in schema.names):
+        return None
+    for feature in schema.features:
+        if feature.type not in (FeatureType.NUMBER, FeatureType.INTEGER):
+            return None
+    return MatrixRules(schema)
+
+
+def _columnar_rows(rules: MatrixRules, payload: dict[str, Any]) -> list[Any] | None:
+    columns, data = payload.get("columns"), payload.get("data")
+    if len(payload) != 2 or type(columns) is not list or type(data) is not list or not data:
+        return None
+    if columns == rules.names:
+        return data
+    return _reordered(rules, columns, data)
+
+
+def _reordered(rules: MatrixRules, columns: list[Any], data: list[Any]) -> list[Any] | None:
+    """Rows of a columnar body whose header names the schema's features in another order."""
+    if len(columns) != rules.width or not all(type(c) is str for c in columns):
+        return None
+    if set(columns) != set(rules.names):
+        return None
+    if not all(type(row) is list and len(row) == rules.width for row in data):
+        return None
+    order = itemgetter(*[columns.index(name) for name in rules.names])
+    return [list(order(row)) for row in data]
+
+
+def _records_rows(rules: MatrixRules, instances: Any) -> list[Any] | None:
+    if type(instances) is not list or not instances or rules.row_of is None:
+        return None
+    width = rules.width
+    if not all(type(i) is dict and len(i) == width for i in instances):
+        return None
+    try:
+        rows = list(map(rules.row_of, instances))
+    except KeyError:
+        return None
+    return rows if width > 1 else [[value] for value in rows]
+
+
+def fast_batch(
+    rules: MatrixRules, validator: CompiledValidator, payload: Any
+) -> ValidatedBatch | None:
+    """The batch of a well-formed payload whose values all keep the rules; else None."""
+    if type(payload) is not dict:
+        return None
+    if "instances" in payload:
+        if len(payload) != 1:
+            return None
+        rows = _records_rows(rules, payload["instances"])
+    else:
+        rows = _columnar_rows(rules, payload)
+    if rows is None or len(rows) > validator.max_rows:
+        return None
+    if not all(type(row) is list or type(row) is tuple for row in rows):
+        return None
+    if any(len(row) != rules.width for row in rows):
+        return None
+    types = set(map(type, chain.from_iterable(rows)))
+    matrix = rules.accept(rows, types)
+    if matrix is None:
+        return None
+    columns = {name: matrix[:, i] for i, name in enumerate(rules.names)}
+    return ValidatedBatch(columns=columns, n_rows=len(rows), log_safe=True, matrix=matrix)
+
+
+def validate(
+    validator: CompiledValidator, payload: Any, rules: MatrixRules | None = None
+) -> ValidatedBatch:
+    """The validated batch of a v1 payload; ValidationFailed naming every problem otherwise."""
+    if rules is not None:
+        batch = fast_batch(rules, validator, payload)
+        if batch is not None:
+            return batch
+    return validator.validate(payload)
