@@ -58,7 +58,6 @@ def test_versions_number_up_and_list_show(client: TestClient) -> None:
         "name": "iris",
         "latest_version": 2,
         "aliases": {"staging": 2},
-        "versions": [],
         "created_at": None,
         "serving": {"runtime": "sklearn", "batching": None},
     }
