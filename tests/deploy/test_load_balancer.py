@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 
@@ -121,11 +122,10 @@ def haproxy(replicas: list[Replica], tmp_path: Path) -> Iterator[str]:
     )
     config = tmp_path / "haproxy.cfg"
     config.write_text(HAPROXY_CONFIG.format(port=port, servers=servers))
-    process = subprocess.Popen(
-        [haproxy_binary(), "-f", str(config), "-db"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    with (tmp_path / "haproxy.log").open("wb") as log:
+        process = subprocess.Popen(
+            [haproxy_binary(), "-f", str(config), "-db"], stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         base = f"http://127.0.0.1:{port}"
         seen: set[str | None] = set()
@@ -147,6 +147,9 @@ class Load:
     def __init__(self, base: str, key: str) -> None:
         self.base, self.key = base, key
         self.answers: list[tuple[float, int, str | None, str | None]] = []
+        """(sent at, status, request id, replica)"""
+        self.versions: list[tuple[float, int]] = []
+        """(sent at, version) of each 200"""
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(i,)) for i in range(2)]
 
@@ -154,13 +157,16 @@ class Load:
         body = {"instances": [iris_instance(seed)]}
         with httpx.Client(base_url=self.base, headers={"X-API-Key": self.key}) as client:
             while not self._stop.is_set():
+                sent = time.monotonic()
                 try:
                     r = client.post("/v1/models/iris/predict", json=body, timeout=10)
                 except httpx.TransportError:
-                    self.answers.append((time.monotonic(), 0, None, None))
+                    self.answers.append((sent, 0, None, None))
                     continue
                 rid, served = r.headers.get("x-request-id"), r.headers.get("x-served-by")
-                self.answers.append((time.monotonic(), r.status_code, rid, served))
+                self.answers.append((sent, r.status_code, rid, served))
+                if r.status_code == 200:
+                    self.versions.append((sent, int(r.json()["version"])))
                 time.sleep(0.01)
 
     def __enter__(self) -> Load:
@@ -174,8 +180,10 @@ class Load:
             thread.join()
 
 
-def _version_seen(replica: Replica, key: str) -> int:
+def _version_seen(replica: Replica, key: str) -> tuple[float, int]:
+    """(when the request was sent, the version that answered it) from one replica directly."""
     body = {"instances": [iris_instance(0)]}
+    sent = time.monotonic()
     answer = httpx.post(
         f"{replica.base}/v1/models/iris/predict",
         json=body,
@@ -183,7 +191,18 @@ def _version_seen(replica: Replica, key: str) -> int:
         timeout=5,
     )
     assert answer.status_code == 200, answer.text
-    return int(answer.json()["version"])
+    return sent, int(answer.json()["version"])
+
+
+def _first_sent_with(replica: Replica, key: str, wanted: int) -> float:
+    """When the first request that ``replica`` answered with version ``wanted`` was sent."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        sent, version = _version_seen(replica, key)
+        if version == wanted:
+            return sent
+        time.sleep(0.02)
+    raise AssertionError(f"{replica.name} never answered with version {wanted}")
 
 
 def test_three_replicas_behind_haproxy(pg_empty_url: str, tmp_path: Path) -> None:
@@ -227,11 +246,12 @@ def test_three_replicas_behind_haproxy(pg_empty_url: str, tmp_path: Path) -> Non
                 moved = client.put("/v1/models/iris/aliases/production", json={"version": 2})
                 assert moved.status_code == 200, moved.text
                 answered_at = time.monotonic()
-                for replica in replicas:
-                    while _version_seen(replica, key) != 2:
-                        assert time.monotonic() - answered_at < 1.0, replica.name
-                        time.sleep(0.02)
-                assert time.monotonic() - answered_at < 1.0
+                # Every replica answers with the new version a request sent within 1 s of
+                # the move's answer (probed at once, all replicas together; timed when the
+                # request is sent, since answers can be slow on a loaded 2-CPU machine).
+                with ThreadPoolExecutor(REPLICAS) as pool:
+                    first_new = list(pool.map(lambda r: _first_sent_with(r, key, 2), replicas))
+                assert all(sent - answered_at < 1.0 for sent in first_new), first_new
 
                 killed = replicas[2]
                 assert killed.process is not None
@@ -239,6 +259,9 @@ def test_three_replicas_behind_haproxy(pg_empty_url: str, tmp_path: Path) -> Non
                 killed.process.wait()
                 killed_at = time.monotonic()
                 time.sleep(3)
+            late = [v for sent, v in load.versions if sent > answered_at + 1.0]
+            assert late
+            assert set(late) == {2}
             after = [a for a in load.answers if a[0] > killed_at + 1.0]
             assert after
             assert all(status == 200 for _, status, _, _ in after), after
