@@ -231,14 +231,16 @@ class Column:
         return self._one_by_one(values, problems, warnings)
 
     def _outside(self, array: np.ndarray[Any, Any], warnings: list[Warning]) -> None:
-        """Warn for the values outside the training range: two comparisons over the column;
-        rows are looked at only when one is outside (NaN compares false: never warned)."""
+        """Warn for the values outside the training range: the column's min and max (two
+        reductions); rows are looked at only when one is outside, or a NaN (a null) hides
+        the answer. NaN compares false, so a null is never warned."""
         assert self.soft is not None
         low, high = self.soft
-        below, above = array < low, array > high
-        if not (below.any() or above.any()):
+        if array.min() >= low and array.max() <= high:
             return
-        for row in np.flatnonzero(below | above).tolist():
+        with np.errstate(invalid="ignore"):
+            outside = (array < low) | (array > high)
+        for row in np.flatnonzero(outside).tolist():
             number = float(array[row])
             warnings.append((row, self.order, self.name, _range_message(number, low, high)))
 

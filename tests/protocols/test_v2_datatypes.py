@@ -29,7 +29,8 @@ DATATYPES = {"income": "FP64", "age": "INT64", "member": "BOOL", "region": "BYTE
 def churn(client: TestClient, tmp_path: Path) -> list[Any]:
     """A pipeline trained on a number, an integer, a boolean and a category; its /v1 answers."""
     frame = pd.read_csv(mixed_csv(tmp_path / "churn.csv"))
-    trained = train(frame, "churn", algorithm="logistic", folds=2)
+    integer_age = {"features": [{"name": "age", "type": "integer"}]}  # inferred: number
+    trained = train(frame, "churn", algorithm="logistic", folds=2, overrides=integer_age)
     schema = trained.input_schema.model_dump(mode="json")
     assert register(client, "churn", dump_skops(trained.estimator), schema).status_code == 201
     answer = client.post("/v1/models/churn/predict", json={"instances": ROWS})

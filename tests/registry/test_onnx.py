@@ -135,7 +135,7 @@ def test_runtime_switch_takes_effect_on_the_next_request(client: TestClient) -> 
     assert [row["status"] for row in logged] == ["ok", "ok", "ok"]
 
 
-@pytest.mark.parametrize("algorithm", ["linear", "gradient_boosting"])
+@pytest.mark.parametrize("algorithm", ["logistic", "gradient_boosting"])
 def test_trained_mixed_pipeline_answers_alike_on_onnx(
     client: TestClient, tmp_path: Path, algorithm: Algorithm
 ) -> None:
