@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import orjson
-import pytest
 from conftest import ClientFactory
 from factories import fit_iris, iris_instance, iris_schema, register_iris, to_bytes
 from fastapi.testclient import TestClient
