@@ -128,7 +128,7 @@ def _load_predictor(loader: Callable[[bytes], Any], data: bytes, fmt: str) -> An
             raise InvalidArtifact(
                 f"The loaded {kind} has no predict method.", details={"type": kind}
             )
-    except (UnsafeArtifact, InvalidArtifact):
+    except (UnsafeArtifact, InvalidArtifact, MemoryError):  # the sandbox reports memory
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
