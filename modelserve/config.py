@@ -90,6 +90,36 @@ class Settings(BaseSettings):
     keepalive_seconds: int = Field(
         default=5, ge=1, description="An idle keep-alive connection is closed after this long."
     )
+    sandbox_memory_bytes: int = Field(
+        default=2 * 1024**3,
+        ge=16 * 1024**2,
+        description="Memory an uploaded artifact may take while the registration sandbox (a "
+        "child process) opens and probes it, on top of the loader's own imports "
+        "(RLIMIT_AS); beyond it the upload answers 422 artifact_limit_exceeded.",
+    )
+    sandbox_timeout_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="Wall-clock time the registration sandbox may take to open and probe an "
+        "artifact before it is killed (422 artifact_limit_exceeded).",
+    )
+    sandbox_cpu_seconds: int = Field(
+        default=60,
+        ge=1,
+        description="CPU time the registration sandbox may use (RLIMIT_CPU).",
+    )
+    artifact_max_inflated_bytes: int = Field(
+        default=1024**3,
+        ge=1024,
+        description="Most bytes a skops (zip) archive's members may declare in total; checked "
+        "before anything is inflated (413 artifact_too_large).",
+    )
+    artifact_max_compression_ratio: float = Field(
+        default=200.0,
+        ge=1,
+        description="Highest inflated/compressed ratio a skops archive may declare once it "
+        "inflates to more than 16 MiB (413 artifact_too_large).",
+    )
     max_batch_size: int = Field(
         default=1000, ge=1, description="Most instances accepted in one prediction request."
     )

@@ -10,10 +10,11 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from modelserve.cli.common import err, lifecycle, out, transaction
+from modelserve.cli.common import err, lifecycle, load_settings, out, transaction
 from modelserve.core.errors import ValidationFailed
 from modelserve.lifecycle.schemas import CanarySpec, ShadowSpec, TrafficUpdate
 from modelserve.registry.environment import server_sklearn_version
+from modelserve.registry.sandbox import SandboxLimits
 from modelserve.registry.schemas import (
     AliasPublic,
     InputSchema,
@@ -154,8 +155,11 @@ def register(
         )
     except ValidationError as exc:
         raise ValidationFailed("Invalid registration options.", details=str(exc)) from exc
-    with transaction() as session:
-        version = RegistryService(session).register(file.read_bytes(), meta, filename=file.name)
+    settings = load_settings()
+    with transaction(settings) as session:
+        version = RegistryService(session).register(
+            file.read_bytes(), meta, filename=file.name, limits=SandboxLimits.of(settings)
+        )
     out().print("[green]registered[/]")
     if version.input_schema_source:
         names = len(version.input_schema.features)

@@ -10,10 +10,12 @@
      +-- RequestTimeout (408 request_timeout)
      +-- Conflict (409 conflict)
      +-- PayloadTooLarge (413 payload_too_large)
+     |    +-- ArtifactTooLarge (413 artifact_too_large)
      +-- UnsupportedMediaType (415 unsupported_media_type)
      +-- ValidationFailed (422 validation_error)
      |    +-- UnsafeArtifact (422 unsafe_artifact)
      |    +-- InvalidArtifact (422 invalid_artifact)
+     |    +-- ArtifactLimitExceeded (422 artifact_limit_exceeded)
      +-- TooManyRequests (429 rate_limited)
      +-- ModelUnavailable (503 model_unavailable)
      |    +-- ArtifactIntegrityError (503 artifact_integrity_error)
@@ -161,6 +163,18 @@ class InvalidArtifact(ValidationFailed):
     """A model file cannot be read or is not a usable model."""
 
     code = "invalid_artifact"
+
+
+class ArtifactTooLarge(PayloadTooLarge):
+    """A model archive declares more inflated content than the limits allow (a zip bomb)."""
+
+    code = "artifact_too_large"
+
+
+class ArtifactLimitExceeded(ValidationFailed):
+    """Opening a model file took more memory or time than the sandbox allows."""
+
+    code = "artifact_limit_exceeded"
 
 
 class TooManyRequests(AppError):

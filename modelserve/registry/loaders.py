@@ -3,47 +3,39 @@
 skops archives are checked with ``skops.io.get_untrusted_types`` before loading; only the vetted
 data-only types in ``_SKOPS_VETTED_TYPES`` may be reported untrusted.
 
-Pickles (plain, or joblib files, compressed or not) are read by ``_SafeUnpickler``: every global
-the stream names is resolved against an allowlist *before* its module is imported:
-
-* classes from ``sklearn.*`` (not joblib-parallel helpers, datasets, externals, tests), plus a
-  few pure functions: scoring metrics, univariate feature scores, Cython ``newObj`` helpers;
-* numpy arrays, scalars, dtypes and random generators (never ``numpy.memmap``), ufuncs, and the
-  reconstruction helpers numpy's own pickles name;
-* ``scipy.sparse`` matrix and array classes;
-* data-only builtins, ``copyreg._reconstructor``, ``collections.OrderedDict``/``defaultdict``,
-  ``_codecs.encode`` for latin-1 only, and joblib's in-file ``NumpyArrayWrapper``.
-
-Anything else raises ``UnsafeArtifact`` before it is imported or called. BUILD on a resolved
-global (monkeypatching a class) is refused too, also inside object arrays nested in joblib files.
+Pickles (plain, or joblib files, compressed or not) are read by ``_SafeUnpickler``. Every global
+the stream names is resolved against ``ALLOWLIST`` (the tables in ``registry/allowlist``) before
+its module is imported, and what the stream does with it is bounded by its row: REDUCE, INST and
+OBJ may call only reconstructors (numpy's, copyreg's, Cython's, a few constructors of data
+types), NEWOBJ may create only constructible classes, empty. Nothing else is ever called: not an
+allowed module's functions, not a decorator, not an object the stream built. BUILD sets state
+through the instance's class, never on a class or function the stream named, and never dunder
+attributes; the same holds inside object arrays nested in joblib files.
 """
 
 from __future__ import annotations
 
 import _compat_pickle
-import builtins
-import contextlib
-import functools
-import importlib
 import io
 import pickle
+import sys
 import threading
-import types
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Literal, get_args
+from typing import IO, Any, Literal, NoReturn, get_args
 
 import joblib
-import numpy as np
-import scipy.sparse
 from joblib.numpy_pickle import NumpyArrayWrapper, NumpyUnpickler
 from joblib.numpy_pickle_utils import _validate_fileobject_and_memmap
 from sklearn.exceptions import InconsistentVersionWarning
 
 from modelserve.core.errors import InvalidArtifact, UnsafeArtifact
+from modelserve.registry.allowlist import TABLES, Allowed, Allowlist, Table, Use
+from modelserve.registry.allowlist.core import under
+from modelserve.registry.allowlist.numeric import NP_CORE
 from modelserve.registry.formats import NATIVE_LOADERS, library_error
-from modelserve.registry.formats.allowlist import allowed_global, skops_vetted_types
+from modelserve.registry.formats.allowlist import format_tables, require_library, skops_vetted_types
 
 ArtifactFormat = Literal["skops", "joblib", "pickle", "xgboost", "lightgbm", "onnx"]
 """How an artifact is serialised."""
@@ -51,42 +43,14 @@ ArtifactFormat = Literal["skops", "joblib", "pickle", "xgboost", "lightgbm", "on
 _LOAD_LOCK = threading.Lock()
 _SKOPS_MAGIC = b"PK\x03\x04"
 _COMPRESSED_MAGICS = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ", b"]\x00")  # gzip, bz2, xz, lzma
-_NP_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
-
-
-def _names(text: str) -> tuple[str, ...]:
-    return tuple(text.split())
-
 
 # Data-only types skops distrusts by default, yet imputers and tree models all hold them.
-_SKOPS_VETTED_TYPES = _names("""
-    numpy.dtype sklearn.tree._tree.Tree
-    sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor
-""")
+_SKOPS_VETTED_TYPES: tuple[str, ...] = (
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+)
 _SKOPS_VETTED_TYPES += ("collections.OrderedDict", *skops_vetted_types())
-_SAFE_BUILTINS = _names("bool bytearray bytes complex dict float frozenset int list object range")
-_SAFE_BUILTINS += _names("set slice str tuple")
-_HELPERS = _names(f"""
-    {_NP_CORE}.multiarray._reconstruct {_NP_CORE}.multiarray.scalar {_NP_CORE}.numeric._frombuffer
-    numpy.ma.core._mareconstruct numpy.random.bit_generator.__pyx_unpickle_SeedSequence
-    numpy.random._pickle.__randomstate_ctor numpy.random._pickle.__bit_generator_ctor
-    numpy.random._pickle.__generator_ctor sklearn.metrics._dist_metrics.newObj
-    sklearn.neighbors._ball_tree.newObj sklearn.neighbors._kd_tree.newObj
-    copyreg._reconstructor collections.OrderedDict collections.defaultdict
-""")
-_SKLEARN_DENIED = _names("""
-    sklearn.externals sklearn.datasets sklearn.experimental sklearn.utils.parallel
-    sklearn.utils._joblib sklearn.utils._testing sklearn.utils._show_versions
-""")
-_SKLEARN_FUNCTION_MODULES = _names("""
-    sklearn.metrics._classification sklearn.metrics._regression sklearn.metrics._ranking
-    sklearn.feature_selection._univariate_selection sklearn.feature_selection._mutual_info
-""")
-_NUMPY_MODULES = _names("""
-    numpy._core numpy.core numpy.dtypes numpy.ma numpy.random numpy.matrixlib numpy.rec numpy.char
-""")
-_NUMPY_CLASSES: tuple[type, ...] = (np.ndarray, np.generic, np.dtype, np.random.BitGenerator)
-_NUMPY_CLASSES += (np.random.Generator, np.random.RandomState, np.random.SeedSequence)
 
 
 @dataclass(frozen=True)
@@ -167,7 +131,7 @@ def _load_predictor(loader: Callable[[bytes], Any], data: bytes, fmt: str) -> An
             raise InvalidArtifact(
                 f"The loaded {kind} has no predict method.", details={"type": kind}
             )
-    except (UnsafeArtifact, InvalidArtifact):
+    except (UnsafeArtifact, InvalidArtifact, MemoryError):  # the sandbox reports memory
         raise
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"[:500]
@@ -205,35 +169,117 @@ _LOADERS: dict[str, Callable[[bytes], Any]] = {
 
 
 class _SafeUnpickler(NumpyUnpickler):  # type: ignore[misc]
-    """joblib's unpickler with globals resolved through the allowlist and BUILD on them refused."""
+    """joblib's unpickler, with every global resolved through the allowlist, every call and
+    construction checked against what the allowlist lets that global do, and BUILD kept to
+    instances' own state."""
 
     dispatch = NumpyUnpickler.dispatch.copy()
 
     def __init__(self, file_handle: IO[bytes]) -> None:
         super().__init__("", file_handle, ensure_native_byte_order=True)
-        self._resolved: set[int] = set()  # ids of module-level objects, alive for good
 
     def find_class(self, module: str, name: str) -> Any:
         """The allowed object ``module.name``; UnsafeArtifact for anything else."""
         if self.proto < 3:
             module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
             module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        found = _resolve(module, name)
-        self._resolved.add(id(found))
-        return found
+        for spelling in ("numpy.core", "numpy._core"):
+            if under(module, (spelling,)):
+                module = NP_CORE + module[len(spelling) :]
+        require_library(f"{module}.{name}")  # LibraryMissing names the extra to install
+        return ALLOWLIST.resolve(module, name).obj
+
+    def _check_call(self, func: Any, args: tuple[Any, ...], use: Use) -> None:
+        grant = ALLOWLIST.grant_of(func)
+        if grant is None or grant.use < use:
+            verb = "calls" if use is Use.CALL else "constructs"
+            _refuse(f"The artifact {verb} {{}}, which it may not.", _describe(func))
+        for index in grant.row.class_args:
+            arg = args[index] if index < len(args) else None
+            if isinstance(arg, type) and not ALLOWLIST.may(arg, Use.CONSTRUCT):
+                _refuse(f"The artifact has {grant.qualified} construct {{}}.", _describe(arg))
+        for index in grant.row.call_args:
+            arg = args[index] if index < len(args) else None
+            if arg is not None and not ALLOWLIST.may(arg, Use.CALL):
+                _refuse(f"The artifact has {grant.qualified} call {{}}.", _describe(arg))
+
+    def load_reduce(self) -> None:
+        """``func(*args)``, for allowed reconstructors only."""
+        self._check_call(self.stack[-2], tuple(self.stack[-1]), Use.CALL)
+        super().load_reduce()
+
+    def load_newobj(self) -> None:
+        """``cls.__new__(cls, *args)``, for constructible classes only."""
+        self._check_call(self.stack[-2], tuple(self.stack[-1]), Use.CONSTRUCT)
+        super().load_newobj()
+
+    def load_newobj_ex(self) -> None:
+        """``cls.__new__(cls, *args, **kwargs)``, for constructible classes only."""
+        self._check_call(self.stack[-3], tuple(self.stack[-2]), Use.CONSTRUCT)
+        super().load_newobj_ex()
+
+    def _instantiate(self, klass: Any, args: list[Any]) -> None:
+        # INST and OBJ (protocols 0 and 1) call the class with the file's arguments.
+        self._check_call(klass, tuple(args), Use.CALL)
+        super()._instantiate(klass, args)
 
     def load_build(self) -> None:
-        """Set state on an instance, never on a class or function the stream named."""
-        target = self.stack[-2] if len(self.stack) > 1 else None
-        if id(target) in self._resolved:
-            name = f"{getattr(target, '__module__', '?')}.{getattr(target, '__name__', '?')}"
-            raise UnsafeArtifact(
-                "The artifact tries to modify a class or function.",
-                details={"disallowed": [name]},
-            )
-        super().load_build()
+        """Set state on an instance through its class's ``__setstate__`` (never one the file put
+        on the instance), or into its ``__dict__``; never on a class or function the file named,
+        and never a dunder attribute."""
+        state, inst = self.stack.pop(), self.stack[-1]
+        if ALLOWLIST.grant_of(inst) is not None:
+            _refuse("The artifact tries to modify {}.", _describe(inst))
+        _refuse_dunders(inst, state)
+        setstate = getattr(type(inst), "__setstate__", None)
+        if setstate is not None:
+            setstate(inst, state)
+        else:
+            _set_attributes(inst, state)
+        if isinstance(self.stack[-1], NumpyArrayWrapper):  # joblib's in-file array
+            wrapper = self.stack.pop()
+            self.stack.append(wrapper.read(self, self.ensure_native_byte_order))
 
+    dispatch[pickle.REDUCE[0]] = load_reduce
+    dispatch[pickle.NEWOBJ[0]] = load_newobj
+    dispatch[pickle.NEWOBJ_EX[0]] = load_newobj_ex
     dispatch[pickle.BUILD[0]] = load_build
+
+
+def _refuse_dunders(inst: Any, state: Any) -> None:
+    """Dunder names in an attribute state (``__class__``, ``__setstate__``, ``__deepcopy__``...)
+    would change what the object is, or plant behaviour that ``getattr`` finds on the instance
+    (pickle's own BUILD, ``copy.deepcopy``): never data."""
+    parts = state if isinstance(state, tuple) and len(state) == 2 else (state,)
+    for part in parts:
+        for key in part if isinstance(part, dict) else ():
+            if isinstance(key, str) and key.startswith("__") and key.endswith("__"):
+                _refuse("The artifact sets {}.", f"{_describe(inst)}.{key}")
+
+
+def _set_attributes(inst: Any, state: Any) -> None:
+    """What pickle's BUILD does for an object without ``__setstate__``."""
+    slots = None
+    if isinstance(state, tuple) and len(state) == 2:
+        state, slots = state
+    if state:
+        inst.__dict__.update({sys.intern(k) if type(k) is str else k: v for k, v in state.items()})
+    for key, value in (slots or {}).items():
+        setattr(inst, key, value)
+
+
+def _describe(obj: Any) -> str:
+    grant = ALLOWLIST.grant_of(obj)
+    if grant is not None:
+        return grant.qualified
+    if isinstance(obj, type) or (callable(obj) and hasattr(obj, "__qualname__")):
+        return f"{getattr(obj, '__module__', '?')}.{obj.__qualname__}"
+    kind = type(obj)
+    return f"a {kind.__module__}.{kind.__qualname__} instance"
+
+
+def _refuse(message: str, what: str) -> NoReturn:
+    raise UnsafeArtifact(message.format(what), details={"disallowed": [what]})
 
 
 class _SafeArrayWrapper(NumpyArrayWrapper):  # type: ignore[misc]
@@ -246,84 +292,19 @@ class _SafeArrayWrapper(NumpyArrayWrapper):  # type: ignore[misc]
         return super().read_array(unpickler, ensure_native_byte_order)
 
 
-def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
-    """``_codecs.encode`` as protocol-2 pickles use it for bytes; latin-1 only."""
-    if encoding not in {"latin1", "latin-1"}:
-        disallowed = [f"_codecs.encode({encoding!r})"]
-        raise UnsafeArtifact("The artifact asks for a codec.", details={"disallowed": disallowed})
-    return text.encode("latin1")
-
-
-@functools.cache
-def _explicit() -> dict[str, object]:
-    found: dict[str, object] = {f"builtins.{n}": getattr(builtins, n) for n in _SAFE_BUILTINS}
-    for path in _HELPERS:
-        module, _, name = path.rpartition(".")
-        with contextlib.suppress(ImportError, AttributeError):  # absent in this version
-            found[path] = getattr(importlib.import_module(module), name)
-    found["_codecs.encode"] = _latin1_encode
-    found["joblib.numpy_pickle.NumpyArrayWrapper"] = _SafeArrayWrapper
-    return found
-
-
-def _resolve(module: str, name: str) -> Any:
-    for spelling in ("numpy.core", "numpy._core"):
-        if _under(module, (spelling,)):
-            module = _NP_CORE + module[len(spelling) :]
-    qualified = f"{module}.{name}"
-    explicit = _explicit()
-    if qualified in explicit:
-        return explicit[qualified]
-    if (declared := allowed_global(qualified)) is not None:  # registry/formats/allow_*.py
-        return declared
-    family = _family(module) if name.isidentifier() else None
-    found = _import(module, name) if family else None
-    if family is None or not _allowed_object(family, found):
-        raise UnsafeArtifact(
-            f"The artifact needs {qualified}, which is not allowed.",
-            details={"disallowed": [qualified]},
-        )
-    return found
-
-
-def _import(module: str, name: str) -> Any:
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError) as exc:
-        raise InvalidArtifact(
-            f"The artifact needs {module}.{name}, which this environment lacks.",
-            details={"missing": f"{module}.{name}"},
-        ) from exc
-
-
-def _family(module: str) -> str | None:
-    if any(part in {"tests", "conftest"} or part.startswith("__") for part in module.split(".")):
-        return None
-    if _under(module, ("sklearn",)) and not _under(module, _SKLEARN_DENIED):
-        return "sklearn"
-    if module == "numpy" or _under(module, _NUMPY_MODULES):
-        return "numpy"
-    if module == "scipy.sparse" or (module.startswith("scipy.sparse._") and module.count(".") == 2):
-        return "scipy"
-    return None
-
-
-def _allowed_object(family: str, obj: object) -> bool:
-    if family == "numpy" and isinstance(obj, np.ufunc):
-        return True
-    owner = getattr(obj, "__module__", None)
-    if not isinstance(owner, str) or _family(owner) != family:
-        return False
-    if family == "sklearn" and isinstance(obj, types.FunctionType):
-        return owner in _SKLEARN_FUNCTION_MODULES
-    if not isinstance(obj, type):
-        return False
-    if family == "sklearn":
-        return not issubclass(obj, (joblib.Parallel, joblib.Memory))
-    if family == "scipy":
-        return issubclass(obj, (scipy.sparse.sparray, scipy.sparse.spmatrix))
-    return issubclass(obj, _NUMPY_CLASSES) and not issubclass(obj, np.memmap)
-
-
-def _under(module: str, prefixes: tuple[str, ...]) -> bool:
-    return any(module == prefix or module.startswith(f"{prefix}.") for prefix in prefixes)
+_JOBLIB = Table(
+    family="joblib",
+    rows=(
+        Allowed(
+            "joblib.numpy_pickle",
+            "NumpyArrayWrapper",
+            Use.CONSTRUCT,
+            "joblib's marker for "
+            "an array stored raw after it; object arrays are read by this same unpickler",
+            stand_in=_SafeArrayWrapper,
+        ),
+    ),
+)
+ALLOWLIST = Allowlist((*TABLES, _JOBLIB, *format_tables()))
+"""Everything an artifact's pickle may name: the families in ``allowlist``, joblib's own,
+and the model libraries of ``registry/formats`` (XGBoost, LightGBM)."""

@@ -96,6 +96,8 @@ def describe_output(estimator: Any, schema: InputSchema) -> OutputSpec:
     batch = validator.validate({"instances": probe_instances(schema)})
     try:
         make_predictor(estimator, schema, output).predict(batch)
+    except MemoryError:  # the sandbox answers it as its memory limit
+        raise
     except Exception as exc:
         raise InvalidArtifact(
             "The model cannot predict on inputs matching the given schema.",

@@ -24,6 +24,7 @@ from modelserve.deps import (
     SessionDep,
     StateDep,
 )
+from modelserve.registry.sandbox import SandboxLimits
 from modelserve.registry.schemas import (
     AliasPublic,
     AliasUpdate,
@@ -74,7 +75,9 @@ def register_model(
     data = file.file.read()
     # Committed before the alias moves: other processes can only warm a stored version.
     with state.db.transaction() as session:
-        version = RegistryService(session).register(data, meta, actor=actor, filename=file.filename)
+        version = RegistryService(session).register(
+            data, meta, actor=actor, filename=file.filename, limits=SandboxLimits.of(state.settings)
+        )
     if meta.alias is None:
         return version
     state.lifecycle.move_alias(meta.name, meta.alias, version.version, actor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -15,19 +16,14 @@ from sqlalchemy.orm import Session
 from modelserve.audit.service import CLI_ACTOR, Actor, record
 from modelserve.core.errors import InvalidArtifact, NotFound
 from modelserve.lifecycle.changes import announce
-from modelserve.registry import probe
 from modelserve.registry.environment import current_environment, sklearn_mismatch
 from modelserve.registry.formats import native_format
-from modelserve.registry.formats.schema import complete_metadata, model_libraries
-from modelserve.registry.loaders import (
-    ArtifactFormat,
-    detect_format,
-    load_artifact,
-    serving_form,
-)
+from modelserve.registry.formats.schema import model_libraries
+from modelserve.registry.loaders import ArtifactFormat, detect_format, load_artifact
 from modelserve.registry.models import Model, ModelVersion, OnnxTwin, ServingForm
 from modelserve.registry.onnx import attempt_twin
 from modelserve.registry.repository import RegistryRepository
+from modelserve.registry.sandbox import SandboxLimits, vet
 from modelserve.registry.schemas import (
     AliasPublic,
     BatchingSettings,
@@ -41,6 +37,8 @@ from modelserve.registry.schemas import (
     ServingSettings,
     VersionPublic,
 )
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "production"
 _EXTENSION_FORMATS: dict[str, ArtifactFormat] = {
@@ -119,21 +117,29 @@ class RegistryService:
         actor: Actor = CLI_ACTOR,
         filename: str | None = None,
         environment: dict[str, str] | None = None,
+        limits: SandboxLimits | None = None,
     ) -> VersionPublic:
         """Check an artifact loads safely and honours its schema, then store it as a new version.
 
-        ``environment`` is what training knows; otherwise the metadata's, else what the artifact
-        reveals (a pickle names the scikit-learn version it was made with).
+        The upload is first opened and probed in a child process within ``limits`` (see
+        ``sandbox``); only then does this process load it, with the same restricted loaders (a
+        skops upload from the serving form the child wrote). ``environment`` is what training
+        knows; otherwise the metadata's, else what the artifact reveals (a pickle names the
+        scikit-learn version it was made with).
         """
         fmt = meta.format or artifact_format(data, filename)
-        loaded = load_artifact(data, fmt)
-        schema, schema_source = complete_metadata(meta, loaded.estimator)  # formats/schema.py
-        output = probe.describe_output(loaded.estimator, schema)
+        vetted = vet(data, fmt, meta.input_schema, limits or SandboxLimits())
+        for warning in vetted.warnings:
+            logger.info("registering %s: %s", meta.name, warning)
+        form = vetted.serving_form
+        estimator = load_artifact(
+            data if form is None else form, fmt if form is None else "joblib"
+        ).estimator
+        schema, schema_source, output = vetted.schema, vetted.schema_source, vetted.output
         # Before any row is locked: converting and verifying takes from milliseconds to a second.
-        onnx = attempt_twin(loaded.estimator, schema, output)
-        form = serving_form(loaded.estimator) if fmt == "skops" else None
-        env = self._environment(environment, meta, loaded.trained_sklearn_version)
-        env.update(model_libraries(loaded.estimator, fmt))
+        onnx = attempt_twin(estimator, schema, output)
+        env = self._environment(environment, meta, vetted.trained_sklearn_version)
+        env.update(model_libraries(estimator, fmt))
         model = self._get_or_create_model(meta.name)
         version = ModelVersion(
             model_id=model.id,

@@ -107,11 +107,6 @@ def test_other_library_globals_refused(
     assert body["details"]["disallowed"] == [f"{module}.{attr}"]
 
 
-@pytest.mark.xfail(
-    reason="needs the sandbox branch: REDUCE may call only reconstructors and allowed classes' "
-    "constructors marked callable; today's unpickler calls any allowed class",
-    strict=True,
-)
 @pytest.mark.parametrize("library", ["xgboost", "lightgbm"])
 def test_reduce_calling_a_booster_refused(
     client: TestClient,

@@ -8,20 +8,20 @@ from typing import Any
 from modelserve.core.errors import ValidationFailed
 from modelserve.registry.formats import NATIVE_LIBRARIES
 from modelserve.registry.formats.libraries import library_of, version
-from modelserve.registry.schemas import InputSchema, RegistrationMetadata
+from modelserve.registry.schemas import InputSchema
 
 FROM_FEATURE_NAMES = "feature_names"
 """``input_schema_source`` of a schema built from the model's feature names."""
 
 
-def complete_metadata(meta: RegistrationMetadata, model: Any) -> tuple[InputSchema, str | None]:
+def complete_schema(given: InputSchema | None, model: Any) -> tuple[InputSchema, str | None]:
     """The schema to register with, and where it came from (None: the caller gave it).
 
     Without one, the model's feature names (``feature_names_in_``, a Booster's feature names,
     an ONNX file's per-feature inputs) become numeric features; a model that names none is a
     422 asking for a schema."""
-    if meta.input_schema is not None:
-        return meta.input_schema, None
+    if given is not None:
+        return given, None
     from modelserve.inference.native import feature_names
 
     names = feature_names(model)
