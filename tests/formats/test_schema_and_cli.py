@@ -59,6 +59,7 @@ def test_schema_from_feature_names(
                 "maximum": None,
                 "categories": None,
                 "description": "",
+                "observed": None,
             }
             for f in schema_of(frame)["features"]
         ]

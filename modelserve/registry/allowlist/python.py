@@ -25,12 +25,13 @@ def _reconstructor(cls: type, base: type, state: Any) -> Any:
     return copyreg._reconstructor(cls, base, state)  # type: ignore[attr-defined]
 
 
-_FACTORIES: tuple[type, ...] = (list, dict, set, int, float, str)
+_FACTORIES: tuple[type, ...] = (list, dict, set, int, float, str, collections.OrderedDict)
 
 
 def _defaultdict(factory: Any = None, *args: Any) -> Any:
-    """``collections.defaultdict`` whose factory is None or a builtin value type: the factory
-    runs whenever the model reads a missing key."""
+    """``collections.defaultdict`` whose factory is None or a builtin value type (or an
+    ``OrderedDict``, as LightGBM's pickles use): the factory runs whenever the model reads a
+    missing key."""
     if factory is not None and factory not in _FACTORIES:
         raise _refuse(f"collections.defaultdict({getattr(factory, '__qualname__', factory)})")
     return collections.defaultdict(factory, *args)
