@@ -221,3 +221,37 @@ def test_register_takes_the_book_schema(
     book = json.loads(schema.read_text())["input_schema"]
     over_http = register(client, "book-iris-http", model.read_bytes(), book)
     assert over_http.status_code == 201, over_http.text
+
+
+@pytest.mark.parametrize("algorithm", ["xgboost", "lightgbm"])
+def test_boosted_training_registers_and_serves(
+    algorithm: str, cli_env: Settings, client: TestClient, tmp_path: Path
+) -> None:
+    """``--algorithm xgboost|lightgbm`` saves a skops pipeline whose booster classes the
+    restricted loaders admit: it registers, serves, and answers as the CLI's own model."""
+    csv = heart_csv(tmp_path / "heart.csv")
+    printed = ok(
+        "train",
+        str(csv),
+        "--target",
+        "DEATH_EVENT",
+        "--name",
+        "boosted",
+        "--drop",
+        "patient_id,time",
+        "--algorithm",
+        algorithm,
+        "--param",
+        "n_estimators=15",
+        "--folds",
+        "3",
+    )
+    assert f"{algorithm}: roc_auc=" in printed
+    version = client.get("/v1/models/boosted/versions/1").json()
+    assert version["format"] == "skops"
+    rows = [patient(), patient(age=90, ejection_fraction=20, anaemia=1)]
+    response = client.post("/v1/models/boosted/predict", json={"instances": rows})
+    assert response.status_code == 200, response.text
+    probabilities = response.json()["probabilities"]
+    assert len(probabilities) == 2
+    assert all(abs(sum(p.values()) - 1) < 1e-6 for p in probabilities)
