@@ -50,17 +50,23 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**given)
     except ValidationError as exc:
         for problem in exc.errors():
-            name = str(problem["loc"][0]) if problem["loc"] else "?"
-            source = (
-                f"--{name.replace('_', '-')}" if name in given else f"MODELSERVE_{name.upper()}"
-            )
-            shown = "" if _is_secret(name) else f" {problem['input']!r}"
             err().print(
-                f"[bold red]error[/]: invalid {source}{shown}: {problem['msg']}",
-                highlight=False,
-                soft_wrap=True,
+                f"[bold red]error[/]: {_problem(problem, given)}", highlight=False, soft_wrap=True
             )
         raise typer.Exit(2) from None
+
+
+def _problem(problem: Any, given: dict[str, Any]) -> str:
+    """One line for a settings error: the option or variable, its value unless it may be a
+    secret, and what is wrong. A whole-configuration error shows no value at all (its input is
+    every setting, secrets included)."""
+    message = str(problem["msg"]).removeprefix("Value error, ")
+    if not problem["loc"]:
+        return f"invalid configuration: {message}"
+    name = str(problem["loc"][0])
+    source = f"--{name.replace('_', '-')}" if name in given else f"MODELSERVE_{name.upper()}"
+    shown = "" if _is_secret(name) else f" {problem['input']!r}"
+    return f"invalid {source}{shown}: {message}"
 
 
 def _is_secret(name: str) -> bool:
@@ -103,10 +109,19 @@ def open_database(settings: Settings, *, create: bool = True) -> Database:
     settings.ensure_data_dir()
     applied = migrate.upgrade(url)
     if not existed:
-        err().print(f"created a new database at {masked_url(url)}", highlight=False, soft_wrap=True)
-    elif applied is not None:
+        err().print(f"created a new database {_where(url)}", highlight=False, soft_wrap=True)
+    if applied is not None:
         err().print(f"applied migrations {applied.before or 'base'} -> {applied.after}")
     return Database(url, pool_size=2)
+
+
+def _where(url: str) -> str:
+    """Where a new database is, for a message: a SQLite file's URL; only the kind of a server's
+    (its URL may come from a secret file, and names hosts and users)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return f"at {masked_url(url)}"
+    return f"on the configured {parsed.get_backend_name()} server"
 
 
 @contextmanager

@@ -85,7 +85,7 @@ def test_serve_refuses_a_bad_secret_file_clearly(
     monkeypatch.setenv("MODELSERVE_DATABASE_URL", URL_SECRET)
     monkeypatch.setenv("COLUMNS", "400")
     result = CliRunner().invoke(app, ["serve"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # a configuration error, like any usage error
     assert "MODELSERVE_SECRET_KEY_FILE" in result.output
     assert "fewer than 32 bytes" in result.output
     assert "tooshort-xyz" not in result.output
