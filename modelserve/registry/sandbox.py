@@ -292,17 +292,20 @@ def _main() -> None:
 
 
 def _warm_up() -> None:
-    """Import skops and run one tiny registration, so that the first-use costs of the loaders,
-    the probe and the serving form are paid while the child waits, not while a caller does."""
+    """Run one tiny registration through the restricted unpickler and the probe, so that their
+    first-use costs are paid while the child waits, not while a caller does. skops is left to
+    be imported by the uploads that need it: importing it costs most of a second, in every
+    child, and most uploads are joblib or pickle files."""
+    import pickle
+
     import numpy as np
-    import skops.io
     from sklearn.linear_model import LogisticRegression
 
     try:
         model = LogisticRegression().fit(np.eye(2), [0, 1])
         features = [{"name": n, "type": "number"} for n in ("a", "b")]
         schema = InputSchema.model_validate({"features": features})
-        _open(skops.io.dumps(model), "skops", schema)
+        _open(pickle.dumps(model, protocol=5), "pickle", schema)
     except Exception:  # a warm-up only: the real request reports its own errors
         logger.exception("sandbox warm-up failed")
 
