@@ -21,7 +21,7 @@ from modelserve.core.errors import AppError
 from modelserve.registry.models import Model, ModelVersion
 from modelserve.registry.schemas import InputSchema, RegistrationMetadata
 from modelserve.registry.service import (
-    _EXTENSION_FORMATS,
+    EXTENSION_FORMATS,
     RegistryService,
     sha256_hex,
 )
@@ -50,10 +50,10 @@ class ModelDir:
         if not directory.is_dir():
             raise ModelDirError(f"Model directory {directory} does not exist.")
         found = sorted(
-            p for p in directory.glob("model.*") if p.suffix.lower() in _EXTENSION_FORMATS
+            p for p in directory.glob("model.*") if p.suffix.lower() in EXTENSION_FORMATS
         )
         if len(found) != 1:
-            kinds = ", ".join(f"model{ext}" for ext in _EXTENSION_FORMATS)
+            kinds = ", ".join(f"model{ext}" for ext in EXTENSION_FORMATS)
             seen = ", ".join(p.name for p in found) or "none"
             raise ModelDirError(f"{directory} must hold exactly one of {kinds} (found: {seen}).")
         return cls(found[0], found[0].read_bytes(), _read_schema(directory / SCHEMA_FILE))

@@ -41,7 +41,7 @@ from modelserve.registry.schemas import (
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALIAS = "production"
-_EXTENSION_FORMATS: dict[str, ArtifactFormat] = {
+EXTENSION_FORMATS: dict[str, ArtifactFormat] = {
     ".skops": "skops",
     ".joblib": "joblib",
     ".jbl": "joblib",
@@ -54,7 +54,7 @@ def artifact_format(data: bytes, filename: str | None) -> ArtifactFormat:
     """The format named by the file's extension, else the one its leading bytes announce
     (an uncompressed joblib file is a plain pickle stream, so only its name tells them apart)."""
     suffix = PurePath(filename).suffix.lower() if filename else ""
-    return _EXTENSION_FORMATS.get(suffix) or native_format(data, filename) or detect_format(data)
+    return EXTENSION_FORMATS.get(suffix) or native_format(data, filename) or detect_format(data)
 
 
 @dataclass(frozen=True)
