@@ -1,6 +1,7 @@
 """What the registration sandbox costs: opening and probing an upload in-process (as before)
-against in a child process, cold (no spare: an interpreter start and the imports) and warm
-(the spare child already waiting). Prints a table; not run in CI.
+against in a child forked from the sandbox's zygote, warm (the zygote already started) and cold
+(a zygote started for this registration: an interpreter start, the imports and the warm-up).
+Prints a table; not run in CI.
 
     python bench/sandbox_cost.py [repeats]
 """
@@ -8,7 +9,6 @@ against in a child process, cold (no spare: an interpreter start and the imports
 from __future__ import annotations
 
 import io
-import select
 import statistics
 import sys
 import time
@@ -22,7 +22,7 @@ from sklearn.linear_model import LogisticRegression
 
 from modelserve.registry import probe
 from modelserve.registry.loaders import load_artifact, serving_form
-from modelserve.registry.sandbox import _CHILDREN, SandboxLimits, vet
+from modelserve.registry.sandbox import _ZYGOTE, SandboxLimits, vet
 from modelserve.registry.schemas import InputSchema
 
 SCHEMA = InputSchema.model_validate(
@@ -62,13 +62,6 @@ def _timed(run: Callable[[], object], repeats: int, before: Callable[[], None]) 
     return statistics.median(samples) * 1000
 
 
-def _wait_for_spare() -> None:
-    """Block until the spare child has done its imports (it is readable once ready)."""
-    spare = _CHILDREN._spare
-    if spare is not None and spare.stdout is not None:
-        select.select([spare.stdout], [], [], 600)
-
-
 def _row(name: str, data: bytes, fmt: str, repeats: int) -> str:
     limits = SandboxLimits()
 
@@ -76,16 +69,16 @@ def _row(name: str, data: bytes, fmt: str, repeats: int) -> str:
         vet(data, fmt, SCHEMA, limits)
 
     inproc = _timed(lambda: _in_process(data, fmt), repeats, lambda: None)
-    check()  # leaves a spare started behind it
-    warm = _timed(check, repeats, _wait_for_spare)
-    cold = _timed(check, repeats, _CHILDREN.discard)
+    check()  # starts the zygote
+    warm = _timed(check, repeats, lambda: None)
+    cold = _timed(check, repeats, _ZYGOTE.stop)
     return f"{name:<20} {inproc:>11.0f} {warm:>11.0f} {cold:>11.0f}"
 
 
 def main() -> None:
     """Print median milliseconds per registration check, by artifact and mode."""
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    print(f"{'artifact':<20} {'in-process':>11} {'child warm':>11} {'child cold':>11}  (ms)")
+    print(f"{'artifact':<20} {'in-process':>11} {'zygote warm':>11} {'zygote cold':>11}  (ms)")
     for name, (data, fmt) in _artifacts().items():
         print(_row(name, data, fmt, repeats))
 

@@ -1,14 +1,14 @@
 """Open an untrusted upload in a child process with memory, CPU and wall-clock limits.
 
 At registration the artifact is unzipped, unpickled or skops-loaded, and probed on the schema's
-rows in a child forked from a forkserver (which has the loaders and skops imported, so a
-registration pays a fork, not an interpreter start). The child lowers its own limits first
-(``RLIMIT_AS`` to what it already maps plus ``memory_bytes``, ``RLIMIT_CPU``), drops the
-``MODELSERVE_*`` environment, and answers only data: the output description, the scikit-learn
-version the file names, warnings, and for skops the serving-form bytes. They come back as bytes
-and JSON, never unpickled: the parent then loads the model itself with the same restricted
-loaders (a skops upload from its serving form). A zip archive's declared sizes are checked here
-before any child starts, so an archive bomb is refused without inflating a byte.
+rows in a child forked from a zygote process (``sandbox_child``: started without the
+``MODELSERVE_*`` environment, the loaders and skops imported, so a registration pays a fork, not
+an interpreter start). The child lowers its own limits first (``RLIMIT_AS`` to what it already
+maps plus ``memory_bytes``, ``RLIMIT_CPU``) and answers only data: the output description, the
+scikit-learn version the file names, warnings, and for skops the serving-form bytes. They come
+back as bytes and JSON, never unpickled: the parent then loads the model itself with the same
+restricted loaders (a skops upload from its serving form). A zip archive's declared sizes are
+checked here before any child starts, so an archive bomb is refused without inflating a byte.
 """
 
 from __future__ import annotations
@@ -18,16 +18,16 @@ import io
 import json
 import logging
 import os
-import resource
-import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
-import warnings
+import time
 import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from modelserve.config import Settings
 from modelserve.core.errors import (
@@ -38,10 +38,9 @@ from modelserve.core.errors import (
     UnsafeArtifact,
     ValidationFailed,
 )
-from modelserve.registry import probe
 from modelserve.registry.formats.libraries import LibraryMissing
-from modelserve.registry.formats.schema import complete_schema
-from modelserve.registry.loaders import ArtifactFormat, load_artifact, serving_form
+from modelserve.registry.loaders import ArtifactFormat
+from modelserve.registry.sandbox_child import STATUS, frame, unframe
 from modelserve.registry.schemas import InputSchema, OutputSpec
 
 logger = logging.getLogger(__name__)
@@ -50,8 +49,6 @@ RATIO_FLOOR_BYTES = 16 * 1024**2
 """Archives inflating to less than this are not held to the compression-ratio limit."""
 MAX_MEMBERS = 100_000
 """Most members an archive may declare (read from its end record, before its directory)."""
-_MAX_WARNINGS = 20
-_READY = b"R"
 _START_SECONDS = 300.0
 _ERRORS: dict[str, type[AppError]] = {
     UnsafeArtifact.code: UnsafeArtifact,
@@ -142,43 +139,65 @@ def vet(
         "memory_bytes": limits.memory_bytes,
         "cpu_seconds": limits.cpu_seconds,
     }
-    header = json.dumps(request).encode()
-    child = _CHILDREN.take()
+    with _ZYGOTE.fork() as job:
+        pid = int.from_bytes(_read_exactly(job, 4, _START_SECONDS), "big")
+        try:
+            answer = _exchange(job, frame(json.dumps(request).encode(), data), limits)
+        except TimeoutError:
+            os.kill(pid, signal.SIGKILL)  # still the zygote's unreaped child: it cannot be reused
+            _read_to_end(job, _START_SECONDS)
+            raise ArtifactLimitExceeded(
+                f"Opening the artifact took more than {limits.timeout_seconds} s.",
+                details={"limit": "timeout_seconds", "allowed": limits.timeout_seconds},
+            ) from None
+    if len(answer) < 5 or answer[-5:-4] != STATUS:
+        raise RuntimeError("the sandbox zygote went away during a registration")
+    returncode = int.from_bytes(answer[-4:], "big", signed=True)
+    if returncode != 0 or len(answer) < 9:
+        logger.info("sandbox child exited %s", returncode)
+        raise _died(returncode, limits)
+    return _vetted(answer[:-5])
+
+
+def _exchange(job: socket.socket, request: bytes, limits: SandboxLimits) -> bytes:
+    """Send the request and read everything back, within the timeout (TimeoutError)."""
+    deadline = time.monotonic() + limits.timeout_seconds
+    job.settimeout(limits.timeout_seconds)
     try:
-        _await_ready(child)
-        out, err = child.communicate(_framed(header, data), timeout=limits.timeout_seconds)
-    except subprocess.TimeoutExpired:
-        child.kill()
-        child.communicate()
-        raise ArtifactLimitExceeded(
-            f"Opening the artifact took more than {limits.timeout_seconds} s.",
-            details={"limit": "timeout_seconds", "allowed": limits.timeout_seconds},
-        ) from None
-    if child.returncode != 0 or len(out) < 4:
-        logger.info("sandbox exited %s: %s", child.returncode, err[-2000:].decode(errors="replace"))
-        raise _died(child.returncode, limits)
-    return _vetted(out)
+        job.sendall(request)
+        job.shutdown(socket.SHUT_WR)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # the child is gone already: what it left, and its exit status, tell why
+    except OSError as exc:
+        raise TimeoutError from exc
+    return _read_to_end(job, deadline - time.monotonic())
 
 
-def _await_ready(child: subprocess.Popen[bytes]) -> None:
-    """Wait until the child has done its imports: the limits are for the upload, not for
-    starting an interpreter on a busy machine."""
-    assert child.stdout is not None
-    ready, _, _ = select.select([child.stdout], [], [], _START_SECONDS)
-    if not ready or os.read(child.stdout.fileno(), 1) != _READY:
-        child.kill()
-        _, err = child.communicate()
-        raise RuntimeError(f"the sandbox did not start: {err[-2000:].decode(errors='replace')}")
+def _read_exactly(job: socket.socket, size: int, timeout: float) -> bytes:
+    job.settimeout(timeout)
+    data = b""
+    while len(data) < size:
+        chunk = job.recv(size - len(data))
+        if not chunk:
+            raise RuntimeError("the sandbox did not start a child")
+        data += chunk
+    return data
 
 
-def _framed(header: bytes, body: bytes) -> bytes:
-    return len(header).to_bytes(4, "big") + header + body
-
-
-def _unframed(payload: bytes) -> tuple[dict[str, Any], bytes]:
-    size = int.from_bytes(payload[:4], "big")
-    header: dict[str, Any] = json.loads(payload[4 : 4 + size])
-    return header, payload[4 + size :]
+def _read_to_end(job: socket.socket, timeout: float) -> bytes:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    while True:
+        job.settimeout(max(deadline - time.monotonic(), 0.0))
+        try:
+            chunk = job.recv(1 << 20)
+        except (TimeoutError, BlockingIOError):
+            raise TimeoutError from None
+        except ConnectionResetError:
+            chunk = b""  # the zygote closed with our unread request in its queue
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def _died(returncode: int, limits: SandboxLimits) -> AppError:
@@ -194,7 +213,7 @@ def _died(returncode: int, limits: SandboxLimits) -> AppError:
 
 
 def _vetted(payload: bytes) -> Vetted:
-    header, form = _unframed(payload)
+    header, form = unframe(payload)
     error = header.get("error")
     if error is not None:
         kind = _ERRORS.get(error["code"], InvalidArtifact)
@@ -209,133 +228,77 @@ def _vetted(payload: bytes) -> Vetted:
     )
 
 
-class _Children:
-    """Starts sandbox children, keeping one started and waiting (its imports done) so that a
-    registration pays neither the interpreter's start nor numpy's, scikit-learn's and skops'
-    imports; each child opens one upload and exits."""
+class Zygote:
+    """The process uploads are opened under (``sandbox_child``), started on first use and
+    again if it dies; it forks one limited child per upload, so a registration pays a fork,
+    not an interpreter start and the imports of numpy, scikit-learn and skops."""
 
     def __init__(self) -> None:
-        self._spare: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+        self._control: socket.socket | None = None
+        self._owner = 0
         self._lock = threading.Lock()
         self._registered = False
 
-    def take(self) -> subprocess.Popen[bytes]:
-        """A started child (the spare if it is alive); a new spare is started behind it."""
+    @contextmanager
+    def fork(self) -> Iterator[socket.socket]:
+        """A socket to a freshly forked child (closed afterwards)."""
         with self._lock:
-            child, self._spare = self._spare, None
-            if child is not None and child.poll() is not None:
-                child.communicate()  # it died waiting: collect it
-                child = None
-            if child is None:
-                child = _start_child()
-            self._spare = _start_child()
-            if not self._registered:
-                atexit.register(self.discard)
-                self._registered = True
-        return child
-
-    def discard(self) -> None:
-        """Stop the spare (at exit)."""
-        with self._lock:
-            child, self._spare = self._spare, None
-        if child is not None:
-            child.kill()
-            child.communicate()
-
-
-def _start_child() -> subprocess.Popen[bytes]:
-    # The child needs no secret and no database: none of our settings go with it.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
-    env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    command = [sys.executable, "-m", "modelserve.registry.sandbox"]  # fixed: no input in it
-    pipes = subprocess.PIPE
-    return subprocess.Popen(command, stdin=pipes, stdout=pipes, stderr=pipes, env=env)  # noqa: S603
-
-
-_CHILDREN = _Children()
-
-
-# --- in the child ------------------------------------------------------------------------------
-
-
-def _main() -> None:
-    _warm_up()  # before the request arrives: see _Children
-    results = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # anything printed goes to stderr, not into the answer
-    results.write(_READY)
-    results.flush()
-    payload = sys.stdin.buffer.read()
-    if not payload:
-        return  # the parent went away before using this spare
-    request, data = _unframed(payload)
-    del payload
-    _lower_limits(request["memory_bytes"], request["cpu_seconds"])
-    form = b""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+            job = self._send_job()
         try:
-            given = request["schema"]
-            schema = None if given is None else InputSchema.model_validate(given)
-            header, form = _open(data, request["format"], schema)
-        except MemoryError:
-            message = "Opening the artifact needed more memory than the sandbox allows."
-            details = {"limit": "memory_bytes", "allowed": request["memory_bytes"]}
-            header = _error(ArtifactLimitExceeded(message, details=details))
-        except AppError as exc:
-            header = _error(exc)
-        except Exception as exc:  # anything the model's code raised while probed
-            error = f"{type(exc).__name__}: {exc}"[:500]
-            header = _error(InvalidArtifact("The artifact cannot be opened.", {"error": error}))
-    header["warnings"] = sorted({str(w.message)[:300] for w in caught})[:_MAX_WARNINGS]
-    results.write(_framed(json.dumps(header, default=str).encode(), form))
-    results.close()
+            yield job
+        finally:
+            job.close()
+
+    def _send_job(self) -> socket.socket:
+        for _ in range(2):
+            control = self._started()
+            ours, theirs = socket.socketpair()
+            try:
+                socket.send_fds(control, [b"J"], [theirs.fileno()])
+                return ours
+            except OSError:  # it died: start another
+                ours.close()
+                self._stop()
+            finally:
+                theirs.close()
+        raise RuntimeError("the sandbox zygote cannot be started")
+
+    def _started(self) -> socket.socket:
+        alive = self._process is not None and self._process.poll() is None
+        if self._control is not None and alive and self._owner == os.getpid():
+            return self._control
+        self._stop()
+        ours, theirs = socket.socketpair()
+        # It needs no secret and no database: none of our settings go with it.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("MODELSERVE_")}
+        env.update(OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
+        command = [sys.executable, "-m", "modelserve.registry.sandbox_child", str(theirs.fileno())]
+        self._process = subprocess.Popen(  # noqa: S603 (fixed command: no input in it)
+            command, stdin=subprocess.DEVNULL, env=env, pass_fds=(theirs.fileno(),)
+        )
+        theirs.close()
+        self._control, self._owner = ours, os.getpid()
+        if not self._registered:
+            atexit.register(self.stop)
+            self._registered = True
+        return ours
+
+    def stop(self) -> None:
+        """Stop the zygote (children already forked finish their upload)."""
+        with self._lock:
+            self._stop()
+
+    def _stop(self) -> None:
+        control, process, self._control, self._process = self._control, self._process, None, None
+        if control is not None:
+            control.close()  # it exits when it reads the end of its control socket
+        if process is not None and self._owner == os.getpid():
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-def _warm_up() -> None:
-    """Run one tiny registration through the restricted unpickler and the probe, so that their
-    first-use costs are paid while the child waits, not while a caller does. skops is left to
-    be imported by the uploads that need it: importing it costs most of a second, in every
-    child, and most uploads are joblib or pickle files."""
-    import pickle
-
-    import numpy as np
-    from sklearn.linear_model import LogisticRegression
-
-    try:
-        model = LogisticRegression().fit(np.eye(2), [0, 1])
-        features = [{"name": n, "type": "number"} for n in ("a", "b")]
-        schema = InputSchema.model_validate({"features": features})
-        _open(pickle.dumps(model, protocol=5), "pickle", schema)
-    except Exception:  # a warm-up only: the real request reports its own errors
-        logger.exception("sandbox warm-up failed")
-
-
-def _lower_limits(memory_bytes: int, cpu_seconds: int) -> None:
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    with open("/proc/self/statm") as statm:
-        mapped = int(statm.read().split()[0]) * resource.getpagesize()
-    ceiling = mapped + memory_bytes
-    resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
-
-
-def _open(data: bytes, fmt: str, given: InputSchema | None) -> tuple[dict[str, Any], bytes]:
-    loaded = load_artifact(data, fmt)  # type: ignore[arg-type]
-    schema, source = complete_schema(given, loaded.estimator)
-    output = probe.describe_output(loaded.estimator, schema)
-    form = serving_form(loaded.estimator) if fmt == "skops" else None
-    header = {
-        "schema": schema.model_dump(mode="json"),
-        "schema_source": source,
-        "output": output.model_dump(mode="json"),
-        "trained_sklearn_version": loaded.trained_sklearn_version,
-        "serving_form": form is not None,
-    }
-    return header, form or b""
-
-
-def _error(exc: AppError) -> dict[str, Any]:
-    return {"error": {"code": exc.code, "message": exc.message, "details": exc.details}}
-
-
-if __name__ == "__main__":
-    _main()
+_ZYGOTE = Zygote()

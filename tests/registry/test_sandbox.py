@@ -171,3 +171,30 @@ def test_a_serving_process_never_holds_the_bomb(
     }
     assert after - before < 64 * MiB  # each bomb is 256 MiB or more once opened
     assert predicted.status_code == 200
+
+
+def test_the_sandbox_holds_no_setting_and_forks_per_upload(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modelserve.registry.sandbox import SandboxLimits, Zygote, vet
+    from modelserve.registry.schemas import InputSchema
+
+    monkeypatch.setenv("MODELSERVE_SECRET_KEY", "not-for-uploads-" * 3)
+    zygote = Zygote()
+    monkeypatch.setattr("modelserve.registry.sandbox._ZYGOTE", zygote)
+    schema = InputSchema.model_validate(iris_schema())
+    try:
+        started = []
+        for fmt in ("pickle", "skops"):
+            vetted = vet(to_bytes(fit_iris(), fmt), fmt, schema, SandboxLimits())  # type: ignore[arg-type]
+            assert vetted.output.task == "classification"
+            started.append(zygote._process)
+        process = started[0]
+        assert process is not None
+        assert started == [process, process]  # one zygote forked both children
+        assert process.poll() is None
+        environment = Path(f"/proc/{process.pid}/environ").read_bytes().split(b"\0")
+        assert not [v for v in environment if v.startswith(b"MODELSERVE_")]
+    finally:
+        zygote.stop()
+    assert process.poll() is not None
