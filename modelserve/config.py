@@ -129,6 +129,14 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default=4, ge=1, description="Threads running model code, off the event loop."
     )
+    inline_max_ms: float = Field(
+        default=1.0,
+        ge=0,
+        le=50,
+        description="A small request (at most 1024 values) for a model whose recent predictions "
+        "took less than this many milliseconds is served on the event loop, skipping the "
+        "hand-over to a worker thread and back; 0 sends every request to a worker thread.",
+    )
     docs_enabled: bool = True
     secret_key: SecretStr | None = Field(
         default=None,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from modelserve.inference.intake import MatrixRules
@@ -31,6 +31,24 @@ def cache_key(version: ResolvedVersion) -> CacheKey:
     return (version.version_id, version.serving.runtime)
 
 
+class PredictCost:
+    """How long a version's recent small predictions took: a moving average of the seconds a
+    ``predict`` call took for at most ``INLINE_MAX_VALUES`` values (unknown until measured)."""
+
+    __slots__ = ("seconds",)
+    _WEIGHT = 0.1
+
+    def __init__(self) -> None:
+        self.seconds = float("inf")
+
+    def add(self, seconds: float) -> None:
+        """Count one measured call (the first sets the average)."""
+        if self.seconds == float("inf"):
+            self.seconds = seconds
+        else:
+            self.seconds += self._WEIGHT * (seconds - self.seconds)
+
+
 @dataclass(frozen=True)
 class LoadedVersion:
     """A ready-to-serve version: its compiled validator and its predictor."""
@@ -42,6 +60,8 @@ class LoadedVersion:
     """What runs it: onnx only when asked for and the version has a twin."""
     rules: MatrixRules | None = None
     """The schema's rules over a whole matrix, for ``intake.validate`` (numeric schemas)."""
+    cost: PredictCost = field(default_factory=PredictCost, compare=False)
+    """What its small predictions cost, which decides whether they may run on the event loop."""
 
 
 class ModelCache:

@@ -126,3 +126,50 @@ def verified_blocks(
         logger.info("column blocks not used: their output differs from the ColumnTransformer's")
         return None
     return blocks
+
+
+def _plain_scikit_learn(estimator: Any) -> bool:
+    steps = [s for _, s in estimator.steps] if isinstance(estimator, Pipeline) else [estimator]
+    return all(
+        type(step).__module__.startswith("sklearn.") or step == "passthrough" for step in steps
+    )
+
+
+def verified_nameless(
+    estimator: Any, schema: InputSchema, instances: list[dict[str, Any]]
+) -> Any | None:
+    """A copy of a scikit-learn estimator or pipeline fitted on a DataFrame of exactly the
+    schema's numeric features, in schema order, that takes the validated float matrix instead:
+    it forgets the column names (so no DataFrame is built per request and scikit-learn does not
+    check names again), used only if on ``instances`` its ``predict`` and ``predict_proba`` are
+    bit-identical to the original's on the DataFrame; else None."""
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is None or [str(n) for n in names] != schema.names:
+        return None
+    if any(f.type.value not in ("number", "integer") for f in schema.features):
+        return None
+    if not _plain_scikit_learn(estimator):
+        return None
+    nameless = copy.deepcopy(estimator)
+    if not _forget_feature_names(nameless):
+        return None
+    import pandas as pd
+
+    sample = CompiledValidator(schema, max_rows=len(instances)).validate({"instances": instances})
+    frame = pd.DataFrame(sample.columns, columns=schema.names)
+    matrix = np.column_stack([sample.columns[name] for name in schema.names]).astype(np.float64)
+    methods = [m for m in ("predict", "predict_proba") if hasattr(estimator, m)]
+    try:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            for method in methods:
+                expected = np.asarray(getattr(estimator, method)(frame))
+                actual = np.asarray(getattr(nameless, method)(matrix))
+                if expected.dtype != actual.dtype or not np.array_equal(
+                    expected, actual, equal_nan=expected.dtype.kind in "fc"
+                ):
+                    logger.info("nameless copy not used: its %s differs", method)
+                    return None
+    except Exception as exc:  # any failure only means the original runs on a DataFrame
+        logger.info("nameless copy not used: %s: %s", type(exc).__name__, exc)
+        return None
+    return nameless

@@ -9,7 +9,11 @@ from typing import cast
 from modelserve.core.db import Database
 from modelserve.core.errors import ArtifactIntegrityError
 from modelserve.inference.cache import LoadedVersion
-from modelserve.inference.column_blocks import VERIFICATION_ROWS, verified_blocks
+from modelserve.inference.column_blocks import (
+    VERIFICATION_ROWS,
+    verified_blocks,
+    verified_nameless,
+)
 from modelserve.inference.intake import numeric_rules
 from modelserve.inference.native import make_predictor
 from modelserve.inference.onnx_predictor import OnnxPredictor, open_session
@@ -53,20 +57,16 @@ def load_version(db: Database, version: ResolvedVersion, *, max_rows: int) -> Lo
             return LoadedVersion(
                 version.version_id, validator, predictor, runtime="onnx", rules=rules
             )
-    loaded = load_estimator(db, version)
+    estimator = load_estimator(db, version).estimator
+    sample = sample_instances(version.input_schema, VERIFICATION_ROWS)
+    blocks = verified_blocks(estimator, version.input_schema, sample)
+    if blocks is None and rules is not None:
+        # Fitted on a DataFrame of the schema's numbers: a copy that takes the matrix.
+        estimator = verified_nameless(estimator, version.input_schema, sample) or estimator
     return LoadedVersion(
         version_id=version.version_id,
         validator=validator,
-        predictor=make_predictor(
-            loaded.estimator,
-            version.input_schema,
-            version.output,
-            blocks=verified_blocks(
-                loaded.estimator,
-                version.input_schema,
-                sample_instances(version.input_schema, VERIFICATION_ROWS),
-            ),
-        ),
+        predictor=make_predictor(estimator, version.input_schema, version.output, blocks=blocks),
         rules=rules,
     )
 

@@ -60,12 +60,15 @@ PredictCaller = Annotated[Caller, Depends(quota_caller)]
 
 async def serve(state: AppState, call: PredictCall) -> Served:
     """Run ``call`` through the inference service: validation and unbatched predictions on a
-    worker thread (``INFERENCE_THREADS`` of them); model code never runs on the event loop. A
-    batched request then waits for its batch here, holding no thread, so the requests that can
-    join one batch are not limited by the worker threads. A small request for a batching model
-    whose route and version are already in memory is validated and queued right here: that
-    costs less than the hand-over to a worker thread and back."""
+    worker thread (``INFERENCE_THREADS`` of them). A batched request then waits for its batch
+    here, holding no thread, so the requests that can join one batch are not limited by the
+    worker threads. A small request whose route and version are already in memory is validated
+    and queued right here for a batching model, or served right here by a model whose small
+    predictions take less than ``INLINE_MAX_MS``: that costs less than the hand-over to a worker
+    thread and back, and blocks the event loop no longer than that."""
     pending = state.inference.start_inline(call)
+    if isinstance(pending, Served):
+        return pending
     if pending is None:
         outcome = await anyio.to_thread.run_sync(
             state.inference.start, call, limiter=state.model_threads

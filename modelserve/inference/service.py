@@ -96,6 +96,23 @@ def _rows(payload: Any) -> int:
     return 1
 
 
+def _timed_predict(
+    loaded: LoadedVersion, batch: ValidatedBatch, width: int, *, reraise: bool = False
+) -> PredictionResult | BaseException:
+    """The predictor's result for ``batch`` (or the exception it raised); the time a small
+    batch took counts towards the version's ``PredictCost``."""
+    started = time.perf_counter()
+    try:
+        result = loaded.predictor.predict(batch)
+    except Exception as exc:
+        if reraise:
+            raise
+        return exc
+    if batch.n_rows * width <= INLINE_MAX_VALUES:
+        loaded.cost.add(time.perf_counter() - started)
+    return result
+
+
 def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
 
@@ -122,9 +139,9 @@ def _not_loaded() -> LoadedVersion:
 
 
 INLINE_MAX_VALUES = 1024
-"""A request for a batching model holding at most this many values (rows x features) may be
-validated and queued on the event loop (``start_inline``): checking that few values costs less
-than handing the request to a worker thread and back."""
+"""A request holding at most this many values (rows x features) may be validated, and queued
+for a batching model or served by a cheap one, on the event loop (``start_inline``): that costs
+less than handing the request to a worker thread and back."""
 
 
 class Routes(RouteTable):
@@ -185,6 +202,12 @@ class InferenceService:
         else the target's version; plus the alias's shadow, if any."""
         return _choice(self.routes.route(target), caller)
 
+    def choose_cached(self, target: Target, caller: Caller | None) -> Choice | None:
+        """``choose`` from the routes in memory only (for the event loop); None when the route
+        must be read."""
+        route = self.routes.cached(target)
+        return None if route is None else _choice(route, caller)
+
     def registry_listing(self) -> ModelsPublic:
         """Every registered model (for protocol indexes)."""
         with self.db.sessions() as session:
@@ -204,6 +227,10 @@ class InferenceService:
         batch = loaded.validator.validate({"instances": probe_instances(version.input_schema)})
         try:
             loaded.predictor.predict(batch)
+            one_row = {"instances": probe_instances(version.input_schema)[:1]}
+            single = loaded.validator.validate(one_row)
+            for _ in range(3):  # what a small request costs, for ``start_inline``
+                _timed_predict(loaded, single, 0, reraise=True)
         except AppError:
             raise
         except Exception as exc:
@@ -226,12 +253,12 @@ class InferenceService:
         choice = call.choice or self.choose(call.target, call.caller)
         return self._start(call, choice.version, choice.variant, choice.shadow)
 
-    def start_inline(self, call: PredictCall) -> Future[Served] | None:
-        """For the event loop: queue a request for a batching model with no thread hand-over,
-        when that needs no database read, no model load and little validation (at most
-        ``INLINE_MAX_VALUES`` values); None otherwise, and then ``start`` it on a worker thread.
-        Logs nothing: a request it does not queue (one that is refused, say) is left whole to
-        ``start``."""
+    def start_inline(self, call: PredictCall) -> Served | Future[Served] | None:
+        """For the event loop: serve or queue a small request (at most ``INLINE_MAX_VALUES``
+        values) with no thread hand-over, when that needs no database read and no model load:
+        queued, for a batching model; answered and logged, for a model whose recent small
+        predictions took less than ``inline_max_ms`` (raising, once logged, what refused it).
+        None otherwise, and then ``start`` it on a worker thread."""
         if call.payload_error is not None:
             return None
         choice = call.choice
@@ -243,15 +270,22 @@ class InferenceService:
         version = choice.version
         batching = version.serving.batching
         key = cache_key(version)
-        if batching is None or key not in self.cache:
+        if key not in self.cache:
             return None
         if _rows(call.payload) * len(version.input_schema.features) > INLINE_MAX_VALUES:
             return None
         try:
             loaded = self.cache.get(key, _not_loaded)
-            batch = validate(loaded.validator, call.payload, loaded.rules)
-        except (AppError, _NotLoaded):
+        except _NotLoaded:
             return None
+        if batching is None:
+            if loaded.cost.seconds * 1000.0 >= self.settings.inline_max_ms:
+                return None
+            return self._start(call, version, choice.variant, choice.shadow, loaded)
+        try:
+            batch = validate(loaded.validator, call.payload, loaded.rules)
+        except AppError:
+            return None  # refused: ``start`` logs it
         batcher = self.batchers.get(key)
         if batcher.closed:  # shutting down: the model would run right here
             return None
@@ -269,6 +303,7 @@ class InferenceService:
         version: ResolvedVersion,
         variant: Variant,
         shadow: ResolvedVersion | None,
+        loaded: LoadedVersion | None = None,
     ) -> Served | Future[Served]:
         batching = version.serving.batching
         batcher: Batcher | None = None
@@ -278,7 +313,8 @@ class InferenceService:
             if batching is not None:
                 batcher = self.batchers.get(cache_key(version))
                 batcher.reserve()  # a batch being gathered waits for this request
-            loaded = self.load(version)
+            if loaded is None:
+                loaded = self.load(version)
             batch = validate(loaded.validator, call.payload, loaded.rules)
         except AppError as exc:
             if batcher is not None:
@@ -292,11 +328,7 @@ class InferenceService:
         finish = partial(self._finish, _Admitted(call, version, variant, shadow, batch))
         if batcher is not None and batching is not None:
             return batcher.submit(batch, loaded.predictor, batching, finish, reserved=True)
-        try:
-            outcome: PredictionResult | BaseException = loaded.predictor.predict(batch)
-        except Exception as exc:
-            outcome = exc
-        return finish(outcome)
+        return finish(_timed_predict(loaded, batch, len(version.input_schema.features)))
 
     def _finish(self, admitted: _Admitted, outcome: PredictionResult | BaseException) -> Served:
         """Log what the model gave for this request's rows and answer with it (raise its

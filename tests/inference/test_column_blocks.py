@@ -3,6 +3,7 @@ used, and not used where it cannot be shown to be the same."""
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import numpy as np
@@ -11,11 +12,17 @@ import pytest
 from factories import IRIS_FEATURES, iris_frame, mixed_csv, register
 from fastapi.testclient import TestClient
 from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from modelserve.inference.column_blocks import VERIFICATION_ROWS, compile_blocks, verified_blocks
+from modelserve.inference.column_blocks import (
+    VERIFICATION_ROWS,
+    compile_blocks,
+    verified_blocks,
+    verified_nameless,
+)
 from modelserve.inference.predictor import Predictor
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.loaders import dump_skops
@@ -135,3 +142,60 @@ def test_served_answers_match_scikit_learn_over_http(
     labels = [str(c) for c in describe_output(model.estimator, model.input_schema).classes or []]
     got = np.array([[row[label] for label in labels] for row in answer["probabilities"]])
     np.testing.assert_array_equal(got, expected)
+
+
+def nameless(estimator: Any, schema: InputSchema) -> Any:
+    """The matrix-taking copy the server would use, verified on the sample it draws."""
+    return verified_nameless(estimator, schema, sample_instances(schema, VERIFICATION_ROWS))
+
+
+@pytest.mark.parametrize(
+    "estimator",
+    [
+        pytest.param(lambda: fitted(StandardScaler()), id="scaler-logistic"),
+        pytest.param(
+            lambda: HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(
+                iris_frame()[IRIS_FEATURES], iris_frame()["species"]
+            ),
+            id="hgb",
+        ),
+    ],
+)
+def test_a_dataframe_fitted_numeric_model_is_served_from_the_matrix_bit_for_bit(
+    client: TestClient, estimator: Any
+) -> None:
+    model = estimator()
+    schema = iris_schema_model()
+    copy = nameless(model, schema)
+    assert copy is not None
+    assert not hasattr(copy, "feature_names_in_")
+    assert list(model.feature_names_in_) == IRIS_FEATURES  # the original is left as it was
+    assert (
+        register(client, "iris", dump_skops(model), schema.model_dump(mode="json")).status_code
+        == 201
+    )
+    instances = sample_instances(schema, 80, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "X does not have valid feature names" either
+        answer = client.post("/v1/models/iris/predict", json={"instances": instances})
+    assert answer.status_code == 200, answer.text
+    frame = pd.DataFrame(instances)[IRIS_FEATURES].astype(np.float64)
+    assert answer.json()["predictions"] == model.predict(frame).tolist()
+    labels = [str(c) for c in model.classes_]
+    got = np.array([[row[label] for label in labels] for row in answer.json()["probabilities"]])
+    np.testing.assert_array_equal(got, model.predict_proba(frame))
+
+
+def test_a_model_whose_names_are_not_the_schema_order_keeps_its_dataframe() -> None:
+    schema = InputSchema.model_validate(
+        {"features": [{"name": n, "type": "number"} for n in reversed(IRIS_FEATURES)]}
+    )
+    assert nameless(fitted(StandardScaler()), schema) is None
+    assert nameless(fitted(StandardScaler(), frame=False), iris_schema_model()) is None
+
+
+def test_a_step_that_reads_columns_by_name_keeps_its_dataframe() -> None:
+    def by_name(x: Any) -> Any:
+        return np.asarray(x[IRIS_FEATURES]) * 2.0
+
+    assert nameless(fitted(FunctionTransformer(by_name)), iris_schema_model()) is None

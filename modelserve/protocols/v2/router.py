@@ -173,7 +173,9 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
 async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
     started = time.perf_counter()
     caller.require_model(target.name)
-    choice = await anyio.to_thread.run_sync(state.inference.choose, target, caller)
+    choice = state.inference.choose_cached(target, caller)
+    if choice is None:
+        choice = await anyio.to_thread.run_sync(state.inference.choose, target, caller)
     version = choice.version
     decoded: InferenceRequest | None = None
     payload: Any = None
