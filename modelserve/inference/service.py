@@ -192,6 +192,8 @@ class InferenceService:
         """Adaptive batching, for versions of models whose serving settings turn it on."""
         self.input_warnings = WarningCounter()
         """Values served outside their training range, per model and feature."""
+        self.served_inline = 0
+        """Requests answered on the event loop by ``start_inline`` (for /metrics)."""
 
     def resolve(self, target: Target) -> ResolvedVersion:
         """The version ``target`` names, before any traffic policy (NotFound when none)."""
@@ -281,6 +283,7 @@ class InferenceService:
         if batching is None:
             if loaded.cost.seconds * 1000.0 >= self.settings.inline_max_ms:
                 return None
+            self.served_inline += 1  # counted on the event loop only: no lock needed
             return self._start(call, version, choice.variant, choice.shadow, loaded)
         try:
             batch = validate(loaded.validator, call.payload, loaded.rules)

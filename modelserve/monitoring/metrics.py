@@ -112,6 +112,11 @@ class InferenceCollector(Collector):
         cache = self.inference.cache
         yield GaugeMetricFamily("modelserve_models_loaded", "Versions loaded now.", len(cache))
         yield CounterMetricFamily("modelserve_model_loads", "Versions loaded.", cache.loads)
+        yield CounterMetricFamily(
+            "modelserve_predictions_inline",
+            "Requests served on the event loop (small, for a model cheaper than INLINE_MAX_MS).",
+            self.inference.served_inline,
+        )
         shadows = self.inference.shadows
         runs = CounterMetricFamily(
             "modelserve_shadow_runs",

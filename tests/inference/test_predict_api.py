@@ -6,7 +6,16 @@ import json
 from typing import Any
 
 import pytest
-from factories import fit_iris, iris_instance, iris_schema, register, register_iris, to_bytes
+from conftest import ClientFactory
+from factories import (
+    fit_iris,
+    iris_instance,
+    iris_schema,
+    register,
+    register_iris,
+    to_bytes,
+    unlabelled_metrics,
+)
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
@@ -245,3 +254,33 @@ def test_model_loaded_once_per_process(client: TestClient) -> None:
     register_iris(client)
     client.post("/v1/models/iris/predict", json={"instances": [iris_instance()]})
     assert state.cache.loads == 2
+
+
+@pytest.mark.parametrize("inline_max_ms", [0.0, 50.0])
+def test_served_on_the_event_loop_or_a_worker_thread_alike(
+    make_client: ClientFactory, inline_max_ms: float
+) -> None:
+    # 50 ms: small iris requests are served on the event loop once the route and the model's
+    # cost are known (a request on a worker thread learns both; the registration's change
+    # reaching the route table may cost one more); 0: none is. Answers, refusals and the log
+    # are the same either way.
+    with make_client(inline_max_ms=inline_max_ms) as client:
+        register_iris(client)
+        good = {"instances": [iris_instance(0), iris_instance(100)]}
+        answers = [client.post("/v1/models/iris/predict", json=good) for _ in range(4)]
+        bad = {"instances": [{**iris_instance(0), "sepal_length": "long"}]}
+        refused = client.post("/v1/models/iris/predict", json=bad)
+        rows = {row["status"]: row for row in log(client, model="iris")}
+        inline = unlabelled_metrics(client)["modelserve_predictions_inline_total"]
+    for answered in answers:
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["predictions"] == ["setosa", "virginica"]
+    assert refused.status_code == 422
+    assert refused.json()["code"] == "validation_error"
+    assert rows["ok"]["inputs"] == good["instances"]
+    assert rows["ok"]["outputs"]["predictions"] == ["setosa", "virginica"]
+    assert rows["invalid"]["error"]["code"] == "validation_error"
+    if inline_max_ms:
+        assert inline >= 3
+    else:
+        assert inline == 0
