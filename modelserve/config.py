@@ -129,6 +129,13 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default=4, ge=1, description="Threads running model code, off the event loop."
     )
+    default_runtime: Literal["sklearn", "onnx"] = Field(
+        default="onnx",
+        description="The runtime a newly registered model starts with. onnx: its versions with "
+        "a verified ONNX twin run on ONNX Runtime (faster; probabilities within the twin's "
+        "checked bound), the others on scikit-learn; sklearn: scikit-learn always. Each model "
+        "can change it (PUT /v1/models/{name}/serving).",
+    )
     inline_max_ms: float = Field(
         default=1.0,
         ge=0,

@@ -27,6 +27,7 @@ PG_URL = os.environ.get(
     "MODELSERVE_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 BACKENDS = ("sqlite", "postgresql")
+PRODUCT_DEFAULT_RUNTIME = Settings.model_fields["default_runtime"].default
 
 
 def _pg_conninfo(database: str) -> str:
@@ -124,8 +125,13 @@ def empty_database_url(
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
-    """Settings for a test server on the fresh database."""
-    return Settings(data_dir=tmp_path / "data", database_url=database_url)
+    """Settings for a test server on the fresh database. New models start on scikit-learn:
+    most tests check answers bit for bit against scikit-learn in process; the onnx default
+    (``PRODUCT_DEFAULT_RUNTIME``) is tested in tests/registry/test_onnx.py and by every test
+    that starts a server process."""
+    return Settings(
+        data_dir=tmp_path / "data", database_url=database_url, default_runtime="sklearn"
+    )
 
 
 @pytest.fixture

@@ -50,7 +50,7 @@ SCENARIOS = {"single": (1, 16), "batch100": (100, 4)}
 # Servers. Adding one = a launcher + a request builder (+ a response parser for the
 # correctness check), then an entry in SERVERS.
 #   launch(model_name, model_path, port, workdir) -> (argv, extra_env, cwd)
-#   request(model_name, rows) -> (url_path, body_bytes)
+#   request(model_name, rows) -> (url_path, body_bytes[, extra request headers])
 #   parse(response_bytes) -> array of shape (n_rows, n_classes)
 # Optional, for servers that need more than that (modelserve):
 #   headers(workdir) -> extra request headers (e.g. an API key the launcher created),
@@ -67,7 +67,7 @@ class Server:
     name: str
     port: int
     launch: Callable[[str, Path, int, Path], tuple[list[str], dict, Path]]
-    request: Callable[[str, list], tuple[str, bytes]]
+    request: Callable[[str, list], tuple[str, bytes] | tuple[str, bytes, dict[str, str]]]
     parse: Callable[[bytes], np.ndarray]
     headers: Callable[[Path], dict[str, str]] | None = None
     configure: Callable[[str, int, Path], None] | None = None
@@ -161,6 +161,30 @@ def request_mlserver(model, rows):
     return f"/v2/models/{model}/infer", json.dumps(body).encode()
 
 
+def request_v2_binary(model, rows):
+    """The V2 request with its tensor in the binary extension: a JSON header naming the
+    tensor and its byte size, then the 8-byte little-endian doubles."""
+    n, width = len(rows), len(rows[0])
+    blob = np.asarray(rows, dtype="<f8").tobytes()
+    header = {
+        "inputs": [
+            {
+                "name": "input-0",
+                "shape": [n, width],
+                "datatype": "FP64",
+                "parameters": {"binary_data_size": len(blob)},
+            }
+        ],
+        "outputs": [{"name": "predict_proba"}],
+    }
+    head = json.dumps(header).encode()
+    return (
+        f"/v2/models/{model}/infer",
+        head + blob,
+        {"Inference-Header-Content-Length": str(len(head))},
+    )
+
+
 def parse_mlserver(body):
     out = json.loads(body)["outputs"][0]
     assert out["name"] == "predict_proba", out["name"]
@@ -208,9 +232,13 @@ MS_KEY, MS_ADMIN_KEY = "api-key", "admin-api-key"  # files in the workdir
 
 
 def modelserve_env(workdir: Path) -> dict:
-    """Only our data dir: any MODELSERVE_* setting of the caller's is dropped (None = unset)."""
+    """Only our data dir (and database, when the workdir names one): any MODELSERVE_* setting
+    of the caller's is dropped (None = unset)."""
     env = {k: None for k in os.environ if k.startswith("MODELSERVE_")}
-    return env | {"MODELSERVE_DATA_DIR": str(workdir / "modelserve_data")}
+    env["MODELSERVE_DATA_DIR"] = str(workdir / "modelserve_data")
+    if (workdir / "database_url").exists():
+        env["MODELSERVE_DATABASE_URL"] = (workdir / "database_url").read_text().strip()
+    return env
 
 
 def modelserve_cli(
@@ -246,15 +274,39 @@ def modelserve_cli(
 TEMPLATES: list[Path] = []  # where prepared data dirs are kept, one per model; set by main()
 
 
-def launch_modelserve(model, model_path, port, workdir):
+PG_URL = os.environ.get("BENCH_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
+
+
+def pg_database(name: str, template: str | None = None) -> str:
+    """(Re)create PostgreSQL database ``name`` (a copy of ``template``); its SQLAlchemy URL."""
+    admin = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    clone = f' TEMPLATE "{template}"' if template else ""
+    code = (
+        "import psycopg, sys\n"
+        "with psycopg.connect(sys.argv[1], autocommit=True) as c:\n"
+        f"    c.execute('DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)')\n"
+        f"    c.execute('CREATE DATABASE \"{name}\"{clone}')\n"
+    )
+    subprocess.run([str(VENV["modelserve"] / "bin/python"), "-c", code, admin], check=True)
+    return PG_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def launch_modelserve(model, model_path, port, workdir, pg=False):
     """A fresh copy of the model's prepared data dir (prepared once per run: registering
-    converts and checks an ONNX twin, which takes minutes on a loaded machine)."""
-    template = TEMPLATES[0] / model
+    converts and checks an ONNX twin, which takes minutes on a loaded machine); with ``pg``,
+    on a fresh PostgreSQL database cloned from one prepared the same way."""
+    template = TEMPLATES[0] / (f"{model}-pg" if pg else model)
+    template_db = f"bench_template_{model}"
     if not (template / MS_ADMIN_KEY).exists():
         shutil.rmtree(template, ignore_errors=True)
         template.mkdir(parents=True)
+        if pg:
+            (template / "database_url").write_text(pg_database(template_db))
         prepare_modelserve(model, model_path, template)
     shutil.copytree(template / "modelserve_data", workdir / "modelserve_data")
+    if pg:
+        url = pg_database(f"bench_{model}_live", template=template_db)
+        (workdir / "database_url").write_text(url)
     for name in (MS_KEY, MS_ADMIN_KEY, "setup.log"):
         shutil.copy(template / name, workdir / name)
     argv = [
@@ -393,7 +445,10 @@ SERVERS = {
     "mlserver-batch": Server(
         "mlserver-batch", 18010, launch_mlserver_batch, request_mlserver, parse_mlserver
     ),
-    # modelserve: the same launch for each; v1 columnar requests, or the V2 request MLServer gets
+    # modelserve: the same launch for each; v1 columnar requests, or the V2 request MLServer
+    # gets. With its defaults a model with a verified ONNX twin (both of these) is served by
+    # ONNX Runtime: the twins are float32 and only kept within 1e-5 of scikit-learn's
+    # probabilities (modelserve's README), so the check allows that much
     "modelserve": Server(
         "modelserve",
         18006,
@@ -402,6 +457,8 @@ SERVERS = {
         parse_modelserve,
         headers=headers_modelserve,
         collect=collect_modelserve,
+        rtol=0.0,
+        atol=1e-5,
     ),
     "modelserve-v2": Server(
         "modelserve-v2",
@@ -411,6 +468,40 @@ SERVERS = {
         parse_mlserver,
         headers=headers_modelserve,
         collect=collect_modelserve,
+        rtol=0.0,
+        atol=1e-5,
+    ),
+    "modelserve-v2-binary": Server(
+        "modelserve-v2-binary",
+        18011,
+        launch_modelserve,
+        request_v2_binary,
+        parse_mlserver,
+        headers=headers_modelserve,
+        collect=collect_modelserve,
+        rtol=0.0,
+        atol=1e-5,
+    ),
+    # ...with scikit-learn pinned (PUT serving {"runtime": "sklearn"}): answers bit-identical
+    "modelserve-sklearn": Server(
+        "modelserve-sklearn",
+        18012,
+        launch_modelserve,
+        request_modelserve,
+        parse_modelserve,
+        headers=headers_modelserve,
+        collect=collect_modelserve,
+        configure=modelserve_serving({"runtime": "sklearn", "batching": None}),
+    ),
+    "modelserve-v2-sklearn": Server(
+        "modelserve-v2-sklearn",
+        18013,
+        launch_modelserve,
+        request_mlserver,
+        parse_mlserver,
+        headers=headers_modelserve,
+        collect=collect_modelserve,
+        configure=modelserve_serving({"runtime": "sklearn", "batching": None}),
     ),
     # ...with adaptive batching on (the README's example limits), hgb only (a tree ensemble:
     # the per-call cost batching is for)
@@ -423,23 +514,24 @@ SERVERS = {
         headers=headers_modelserve,
         collect=collect_modelserve,
         models=("hgb",),
+        rtol=0.0,
+        atol=1e-5,
         configure=modelserve_serving(
-            {"runtime": "sklearn", "batching": {"max_batch_size": 64, "max_wait_ms": 2}}
+            {"runtime": "onnx", "batching": {"max_batch_size": 64, "max_wait_ms": 2}}
         ),
     ),
-    # ...on ONNX Runtime: its twins are float32 and only kept within 1e-5 of scikit-learn's
-    # probabilities (modelserve's README), so the check allows that much
-    "modelserve-onnx": Server(
-        "modelserve-onnx",
-        18009,
-        launch_modelserve,
+    # ...logging to PostgreSQL (PG_URL's server) instead of SQLite: a fresh database per run,
+    # cloned from one prepared per model
+    "modelserve-pg": Server(
+        "modelserve-pg",
+        18014,
+        lambda model, path, port, workdir: launch_modelserve(model, path, port, workdir, pg=True),
         request_modelserve,
         parse_modelserve,
         headers=headers_modelserve,
         collect=collect_modelserve,
         rtol=0.0,
         atol=1e-5,
-        configure=modelserve_serving({"runtime": "onnx", "batching": None}),
     ),
 }
 
@@ -595,6 +687,12 @@ def run_wrk(port, path, body_file, conns, seconds, latency=True, headers=None) -
 # --------------------------------------------------------------------------------------
 
 
+def request_of(srv: Server, model: str, rows: list, headers: dict) -> tuple[str, bytes, dict]:
+    """The request's path, body and headers (the server's, plus any this body needs)."""
+    made = srv.request(model, rows)
+    return made[0], made[1], {**headers, **(made[2] if len(made) == 3 else {})}
+
+
 def bench_one(
     srv: Server, model: str, models_dir: Path, meta: dict, rundir: Path, args
 ) -> list[dict]:
@@ -621,14 +719,14 @@ def bench_one(
     )
     results = []
     try:
-        path, body = srv.request(model, rows_for[1])
-        startup_s = wait_ready(srv, proc, path, body, headers)
+        path, body, first_headers = request_of(srv, model, rows_for[1], headers)
+        startup_s = wait_ready(srv, proc, path, body, first_headers)
         if srv.configure:
             srv.configure(model, srv.port, workdir)
         # correctness: the server's probabilities must match in-process predict_proba
         for n, rows in rows_for.items():
-            path, body = srv.request(model, rows)
-            status, resp = post(srv.port, path, body, headers=headers)
+            path, body, these = request_of(srv, model, rows, headers)
+            status, resp = post(srv.port, path, body, headers=these)
             if status != 200:
                 raise RuntimeError(
                     f"{srv.name}/{model}: HTTP {status} for {n} rows: {resp[:300]!r}"
@@ -644,11 +742,11 @@ def bench_one(
                 flush=True,
             )
         for scen, (n, conns) in args.scenarios.items():
-            path, body = srv.request(model, rows_for[n])
+            path, body, these = request_of(srv, model, rows_for[n], headers)
             body_file = workdir / f"body_{scen}.json"
             body_file.write_bytes(body)
-            run_wrk(srv.port, path, body_file, conns, args.warmup, latency=False, headers=headers)
-            res, raw = run_wrk(srv.port, path, body_file, conns, args.duration, headers=headers)
+            run_wrk(srv.port, path, body_file, conns, args.warmup, latency=False, headers=these)
+            res, raw = run_wrk(srv.port, path, body_file, conns, args.duration, headers=these)
             (workdir / f"wrk_{scen}.txt").write_text(raw)
             ok = res["non2xx"] == 0 and res["socket_errors"] == 0 and res["requests"] > 0
             results.append(

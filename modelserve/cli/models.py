@@ -158,7 +158,11 @@ def register(
     settings = load_settings()
     with transaction(settings) as session:
         version = RegistryService(session).register(
-            file.read_bytes(), meta, filename=file.name, limits=SandboxLimits.of(settings)
+            file.read_bytes(),
+            meta,
+            filename=file.name,
+            limits=SandboxLimits.of(settings),
+            default_runtime=settings.default_runtime,
         )
     out().print("[green]registered[/]")
     if version.input_schema_source:

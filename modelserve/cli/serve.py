@@ -158,7 +158,7 @@ def ensure_demo_model(settings: Settings) -> None:
         )
         trained = run_training(job)
         with db.transaction() as session:
-            version = register_trained(session, job, trained)
+            version = register_trained(session, job, trained, settings.default_runtime)
         move_alias(version.model, "production", version.version)
         out().print(f"[green]registered {version.model} v{version.version} as production[/]")
     finally:

@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from modelserve.cli.common import out, transaction
+from modelserve.cli.common import load_settings, out, transaction
 from modelserve.cli.models import metrics_summary, move_alias, print_version
 from modelserve.training.estimators import (
     ALGORITHMS,
@@ -131,8 +131,9 @@ def train(
         schema=schema,
     )
     trained = run_training(job)
-    with transaction() as session:
-        version = register_trained(session, job, trained)
+    settings = load_settings()
+    with transaction(settings) as session:
+        version = register_trained(session, job, trained, settings.default_runtime)
     out().print("[green]registered[/]")
     print_version(version)
     if alias:

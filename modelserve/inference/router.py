@@ -97,6 +97,7 @@ async def _predict(request: Request, caller: Caller, target: Target) -> Response
         "version": served.version.number,
         "request_id": str(request_id),
         "predictions": served.result.predictions,
+        "runtime": served.runtime,
     }
     if served.result.probabilities is not None:
         body["probabilities"] = served.result.probabilities

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -63,6 +63,11 @@ class PredictResponse(BaseModel):
     version: int
     request_id: uuid.UUID
     predictions: list[Any]
+    runtime: Literal["sklearn", "onnx"] = Field(
+        description="What answered: scikit-learn (or the model's own library: XGBoost, LightGBM, "
+        "ONNX Runtime for an ONNX file), or onnx: ONNX Runtime running the version's verified "
+        "twin (see the model's serving settings)."
+    )
     probabilities: list[dict[str, float]] | None = Field(
         default=None, description="Classifiers only: one {label: probability} per instance."
     )

@@ -26,7 +26,7 @@ from modelserve.predictions.encoding import loggable
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
-from modelserve.registry.schemas import ModelsPublic
+from modelserve.registry.schemas import ModelsPublic, Runtime
 from modelserve.registry.service import RegistryService, ResolvedVersion
 
 
@@ -69,6 +69,8 @@ class Served:
     result: PredictionResult
     warnings: list[dict[str, Any]] | None = None
     """Values served though outside the training range (see ``ValidatedBatch.warnings``)."""
+    runtime: Runtime = "sklearn"
+    """What answered: scikit-learn (or the model's own library), or ONNX Runtime."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class _Admitted:
     variant: Variant
     shadow: ResolvedVersion | None
     batch: ValidatedBatch
+    runtime: Runtime
 
 
 def _choice(route: Route, caller: Caller | None) -> Choice:
@@ -292,7 +295,7 @@ class InferenceService:
         batcher = self.batchers.get(key)
         if batcher.closed:  # shutting down: the model would run right here
             return None
-        admitted = _Admitted(call, version, choice.variant, choice.shadow, batch)
+        admitted = _Admitted(call, version, choice.variant, choice.shadow, batch, loaded.runtime)
         return batcher.submit(batch, loaded.predictor, batching, partial(self._finish, admitted))
 
     def serve(self, call: PredictCall, version: ResolvedVersion, variant: Variant) -> Served:
@@ -328,7 +331,8 @@ class InferenceService:
             if batcher is not None:
                 batcher.cancel()
             raise
-        finish = partial(self._finish, _Admitted(call, version, variant, shadow, batch))
+        admitted = _Admitted(call, version, variant, shadow, batch, loaded.runtime)
+        finish = partial(self._finish, admitted)
         if batcher is not None and batching is not None:
             return batcher.submit(batch, loaded.predictor, batching, finish, reserved=True)
         return finish(_timed_predict(loaded, batch, len(version.input_schema.features)))
@@ -365,7 +369,7 @@ class InferenceService:
         )
         if admitted.shadow is not None and self.shadows is not None:
             self.shadows.submit(call, admitted.shadow)
-        return Served(version=version, result=outcome, warnings=warnings)
+        return Served(version, outcome, warnings, admitted.runtime)
 
     def _log_failure(
         self, call: PredictCall, version: ResolvedVersion, variant: Variant, exc: AppError

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
 from modelserve.registry.models import Model, ModelVersion
-from modelserve.registry.schemas import InputSchema, RegistrationMetadata
+from modelserve.registry.schemas import InputSchema, RegistrationMetadata, Runtime
 from modelserve.registry.service import (
     EXTENSION_FORMATS,
     RegistryService,
@@ -71,9 +71,12 @@ def _read_schema(path: Path) -> InputSchema:
         raise ModelDirError(f"{path} is not an input schema.", details=str(exc)) from None
 
 
-def register_model_dir(db: Database, directory: Path, name: str | None) -> tuple[str, int]:
+def register_model_dir(
+    db: Database, directory: Path, name: str | None, default_runtime: Runtime = "onnx"
+) -> tuple[str, int]:
     """Register the directory's model under ``name`` (unless this very artifact already is a
-    version of it) and return (name, version number) for the caller to alias."""
+    version of it) and return (name, version number) for the caller to alias; a new model
+    starts with ``default_runtime``."""
     found = ModelDir.read(directory)
     name = name or DEFAULT_MODEL_NAME
     digest = sha256_hex(found.data)
@@ -89,5 +92,7 @@ def register_model_dir(db: Database, directory: Path, name: str | None) -> tuple
         meta = RegistrationMetadata(
             name=name, input_schema=found.schema, description=f"model directory {directory}"
         )
-        version = RegistryService(session).register(found.data, meta, filename=found.artifact.name)
+        version = RegistryService(session).register(
+            found.data, meta, filename=found.artifact.name, default_runtime=default_runtime
+        )
     return name, version.version

@@ -29,7 +29,9 @@ class Model(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(128), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
-    runtime: Mapped[str] = mapped_column(String(16), default="sklearn", server_default="sklearn")
+    # The server default stays what migration 0004 made it: models registered before onnx
+    # became the default keep scikit-learn; new ones get the server's DEFAULT_RUNTIME.
+    runtime: Mapped[str] = mapped_column(String(16), default="onnx", server_default="sklearn")
     """sklearn, or onnx: versions with a verified ONNX twin are served by ONNX Runtime."""
     batch_max_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     """Adaptive batching: most rows merged into one model call (null: batching off)."""

@@ -27,9 +27,9 @@ class RegistryRepository:
         """Every model, by name."""
         return self.session.scalars(select(Model).order_by(Model.name)).all()
 
-    def add_model(self, name: str) -> Model:
+    def add_model(self, name: str, runtime: str = "onnx") -> Model:
         """Create a model (flushes, so a concurrent duplicate fails here)."""
-        model = Model(name=name)
+        model = Model(name=name, runtime=runtime)
         self.session.add(model)
         self.session.flush()
         return model

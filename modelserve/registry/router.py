@@ -76,7 +76,12 @@ def register_model(
     # Committed before the alias moves: other processes can only warm a stored version.
     with state.db.transaction() as session:
         version = RegistryService(session).register(
-            data, meta, actor=actor, filename=file.filename, limits=SandboxLimits.of(state.settings)
+            data,
+            meta,
+            actor=actor,
+            filename=file.filename,
+            limits=SandboxLimits.of(state.settings),
+            default_runtime=state.settings.default_runtime,
         )
     if meta.alias is None:
         return version

@@ -278,3 +278,9 @@ class RegistrationMetadata(BaseModel):
         default_factory=dict, description="Library versions it was trained with, if known."
     )
     alias: str | None = Field(default=None, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    runtime: Runtime | None = Field(
+        default=None,
+        description="For a new model, the runtime it starts with (omitted: the server's "
+        "DEFAULT_RUNTIME, onnx unless configured); an existing model keeps its own (change it "
+        "with PUT /v1/models/{name}/serving).",
+    )

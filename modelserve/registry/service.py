@@ -118,6 +118,7 @@ class RegistryService:
         filename: str | None = None,
         environment: dict[str, str] | None = None,
         limits: SandboxLimits | None = None,
+        default_runtime: Runtime = "onnx",
     ) -> VersionPublic:
         """Check an artifact loads safely and honours its schema, then store it as a new version.
 
@@ -125,7 +126,8 @@ class RegistryService:
         ``sandbox``); only then does this process load it, with the same restricted loaders (a
         skops upload from the serving form the child wrote). ``environment`` is what training
         knows; otherwise the metadata's, else what the artifact reveals (a pickle names the
-        scikit-learn version it was made with).
+        scikit-learn version it was made with). A new model starts with the metadata's
+        runtime, else ``default_runtime``.
         """
         fmt = meta.format or artifact_format(data, filename)
         vetted = vet(data, fmt, meta.input_schema, limits or SandboxLimits())
@@ -140,7 +142,7 @@ class RegistryService:
         onnx = attempt_twin(estimator, schema, output)
         env = self._environment(environment, meta, vetted.trained_sklearn_version)
         env.update(model_libraries(estimator, fmt))
-        model = self._get_or_create_model(meta.name)
+        model = self._get_or_create_model(meta.name, meta.runtime or default_runtime)
         version = ModelVersion(
             model_id=model.id,
             number=self.repo.next_number(model.id),
@@ -197,13 +199,13 @@ class RegistryService:
             env = {"scikit-learn": trained_sklearn, "source": "artifact"}
         return env
 
-    def _get_or_create_model(self, name: str) -> Model:
+    def _get_or_create_model(self, name: str, runtime: Runtime) -> Model:
         model = self.repo.get_model(name, for_update=True)
         if model is not None:
             return model
         try:
             with self.session.begin_nested():
-                return self.repo.add_model(name)
+                return self.repo.add_model(name, runtime)
         except IntegrityError:
             # Another process created it between our read and our insert.
             model = self.repo.get_model(name, for_update=True)

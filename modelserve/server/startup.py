@@ -128,7 +128,9 @@ def prepare(settings: Settings) -> list[str]:
                 seed_api_key(db, settings.api_key_file)
                 notes.append(f"API key from {settings.api_key_file} accepted")
             if settings.model_dir is not None:
-                name, number = register_model_dir(db, settings.model_dir, settings.model_name)
+                name, number = register_model_dir(
+                    db, settings.model_dir, settings.model_name, settings.default_runtime
+                )
                 _point_production(db, settings, name, number)
                 notes.append(f"serving {settings.model_dir} as {name} v{number}")
     finally:

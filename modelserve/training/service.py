@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from modelserve.core.errors import ValidationFailed
 from modelserve.registry.environment import current_environment
 from modelserve.registry.loaders import dump_skops
-from modelserve.registry.schemas import RegistrationMetadata, VersionPublic
+from modelserve.registry.schemas import RegistrationMetadata, Runtime, VersionPublic
 from modelserve.registry.service import RegistryService
 from modelserve.training.estimators import DEFAULT_ALGORITHM, Algorithm, ParamValue
 from modelserve.training.pipeline import TrainedModel, train
@@ -82,8 +82,11 @@ def fit(
     )
 
 
-def register_trained(session: Session, job: TrainingJob, trained: TrainedModel) -> VersionPublic:
-    """Store a fitted model as a new version (skops), with its schema and metrics."""
+def register_trained(
+    session: Session, job: TrainingJob, trained: TrainedModel, default_runtime: Runtime = "onnx"
+) -> VersionPublic:
+    """Store a fitted model as a new version (skops), with its schema and metrics; a new model
+    starts with ``default_runtime``."""
     meta = RegistrationMetadata(
         name=job.name,
         input_schema=trained.input_schema,
@@ -93,5 +96,8 @@ def register_trained(session: Session, job: TrainingJob, trained: TrainedModel) 
         alias=job.alias,
     )
     return RegistryService(session).register(
-        dump_skops(trained.estimator), meta, environment=current_environment()
+        dump_skops(trained.estimator),
+        meta,
+        environment=current_environment(),
+        default_runtime=default_runtime,
     )

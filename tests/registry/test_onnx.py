@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import PRODUCT_DEFAULT_RUNTIME, ClientFactory
 from factories import IRIS_FEATURES, iris_frame, iris_instance, iris_schema, mixed_csv, register
 from fastapi.testclient import TestClient
 from sklearn.datasets import load_diabetes
@@ -116,7 +117,7 @@ def fit_iris_pipeline() -> Any:
 
 
 def test_runtime_switch_takes_effect_on_the_next_request(client: TestClient) -> None:
-    register(client, "iris", dump_skops(fit_iris_pipeline()), iris_schema())
+    register(client, "iris", dump_skops(fit_iris_pipeline()), iris_schema(), runtime="sklearn")
     instances = [iris_instance(i) for i in range(0, 150, 7)]
     sklearn = predict(client, "iris", instances)
     assert served_runtime(client, "iris") == "sklearn"
@@ -142,7 +143,7 @@ def test_trained_mixed_pipeline_answers_alike_on_onnx(
     trained = churn_model(tmp_path, algorithm)
     schema = trained.input_schema.model_dump(mode="json")
     assert {f["name"]: f["nullable"] for f in schema["features"]}["region"] is True
-    response = register(client, "churn", dump_skops(trained.estimator), schema)
+    response = register(client, "churn", dump_skops(trained.estimator), schema, runtime="sklearn")
     assert response.status_code == 201, response.text
     # Training's pipelines (imputers, scaling, one-hot categories) convert; trees in single
     # precision, whose probabilities still match within the tolerance.
@@ -159,7 +160,7 @@ def test_trained_mixed_pipeline_answers_alike_on_onnx(
 def test_hist_gradient_boosting_twin_serves_like_sklearn(client: TestClient) -> None:
     x, y = iris_xy()
     model = HistGradientBoostingClassifier(max_iter=50, random_state=0).fit(x, y)
-    response = register(client, "hgb", dump_skops(model), iris_schema())
+    response = register(client, "hgb", dump_skops(model), iris_schema(), runtime="sklearn")
     assert response.status_code == 201, response.text
     assert response.json()["onnx"]["max_abs_diff"] <= TOLERANCE
     instances = [iris_instance(i) for i in range(150)]
@@ -264,3 +265,87 @@ def test_verification_sample_stays_inside_the_schema() -> None:
     assert len(ints) < len(rows)  # some nulls
     assert {r["c"] for r in rows} == {True, False}
     assert {r["d"] for r in rows} == {"x", "y", "z"}
+
+
+# The default: a new model serves its verified twin; scikit-learn can be pinned.
+
+
+def test_a_new_model_serves_its_twin_by_default_and_says_so(make_client: ClientFactory) -> None:
+    assert PRODUCT_DEFAULT_RUNTIME == "onnx"
+    with make_client(default_runtime=PRODUCT_DEFAULT_RUNTIME) as client:
+        _serves_its_twin_and_says_so(client)
+
+
+def _serves_its_twin_and_says_so(client: TestClient) -> None:
+    pipeline = fit_iris_pipeline()
+    assert register(client, "iris", dump_skops(pipeline), iris_schema()).status_code == 201
+    assert client.get("/v1/models/iris").json()["serving"]["runtime"] == "onnx"
+    instances = [iris_instance(i) for i in range(0, 150, 3)]
+    body = predict(client, "iris", instances)
+    assert body["runtime"] == "onnx"
+    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+    assert body["predictions"] == pipeline.predict(matrix).tolist()
+    expected = pipeline.predict_proba(matrix)
+    labels = [str(c) for c in pipeline.classes_]
+    got = np.array([[row[label] for label in labels] for row in body["probabilities"]])
+    assert np.abs(got - expected).max() <= TOLERANCE  # the bound the twin was verified to
+    v2 = client.post(
+        "/v2/models/iris/infer",
+        json={
+            "inputs": [
+                {"name": "x", "shape": [2, 4], "datatype": "FP64", "data": matrix[:2].tolist()}
+            ]
+        },
+    )
+    assert v2.status_code == 200, v2.text
+    assert v2.json()["parameters"]["runtime"] == "onnx"
+
+
+def test_scikit_learn_can_be_pinned_at_registration_and_stays_for_new_versions(
+    make_client: ClientFactory,
+) -> None:
+    with make_client(default_runtime="onnx") as client:
+        _pinned_stays(client)
+
+
+def _pinned_stays(client: TestClient) -> None:
+    pipeline = fit_iris_pipeline()
+    data = dump_skops(pipeline)
+    assert register(client, "iris", data, iris_schema(), runtime="sklearn").status_code == 201
+    assert register(client, "iris", data, iris_schema()).status_code == 201  # v2 keeps it
+    assert client.get("/v1/models/iris").json()["serving"]["runtime"] == "sklearn"
+    instances = [iris_instance(i) for i in range(0, 150, 3)]
+    body = predict(client, "iris", instances)
+    assert body["runtime"] == "sklearn"
+    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+    labels = [str(c) for c in pipeline.classes_]
+    got = np.array([[row[label] for label in labels] for row in body["probabilities"]])
+    np.testing.assert_array_equal(got, pipeline.predict_proba(matrix))  # bit for bit
+
+
+def test_the_server_default_can_be_scikit_learn(make_client: ClientFactory) -> None:
+    with make_client(default_runtime="sklearn") as client:
+        assert (
+            register(client, "iris", dump_skops(fit_iris_pipeline()), iris_schema()).status_code
+            == 201
+        )
+        assert client.get("/v1/models/iris").json()["serving"]["runtime"] == "sklearn"
+        assert predict(client, "iris", [iris_instance()])["runtime"] == "sklearn"
+
+
+def test_a_model_without_a_twin_answers_on_scikit_learn_by_default(
+    make_client: ClientFactory,
+) -> None:
+    with make_client(default_runtime="onnx") as client:
+        _no_twin_on_sklearn(client)
+
+
+def _no_twin_on_sklearn(client: TestClient) -> None:
+    x, y = iris_xy()
+    assert (
+        register(
+            client, "centroid", dump_skops(NearestCentroid().fit(x, y)), iris_schema()
+        ).status_code
+        == 201
+    )
+    assert predict(client, "centroid", [iris_instance()])["runtime"] == "sklearn"

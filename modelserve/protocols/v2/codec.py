@@ -252,7 +252,11 @@ def to_outputs(
     return tensors
 
 
-def response_parameters(warnings: list[dict[str, Any]] | None) -> dict[str, Any] | None:
-    """The response's ``parameters``: ``{"warnings": [...]}`` when some value lay outside the
-    training range (the v1 ``warnings``, rows counted from 0), else none."""
-    return None if warnings is None else {"warnings": warnings}
+def response_parameters(warnings: list[dict[str, Any]] | None, runtime: str) -> dict[str, Any]:
+    """The response's ``parameters``: ``runtime``, what answered (as v1's ``runtime``), and
+    ``warnings`` when some value lay outside the training range (the v1 ``warnings``, rows
+    counted from 0)."""
+    parameters: dict[str, Any] = {"runtime": runtime}
+    if warnings is not None:
+        parameters["warnings"] = warnings
+    return parameters

@@ -196,7 +196,7 @@ async def _infer(request: Request, state: StateDep, caller: Caller, target: Targ
         model_name=served.version.model_name,
         model_version=str(served.version.number),
         id=decoded.id or str(request_id),
-        parameters=response_parameters(served.warnings),
+        parameters=response_parameters(served.warnings, served.runtime),
         outputs=to_outputs(decoded, served.version.output, served.result),
     )
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
