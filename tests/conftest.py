@@ -186,6 +186,7 @@ def cli_env(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
     monkeypatch.setenv("MODELSERVE_DATABASE_URL", settings.resolved_database_url)
     monkeypatch.setenv("MODELSERVE_DATA_DIR", str(settings.data_dir))
     monkeypatch.setenv("COLUMNS", "200")  # rich tables are not truncated
+    monkeypatch.setenv("MODELSERVE_DEFAULT_RUNTIME", settings.default_runtime)  # as `settings`
     return settings
 
 

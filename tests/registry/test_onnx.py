@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import orjson
 import pandas as pd
 import pytest
 from conftest import PRODUCT_DEFAULT_RUNTIME, ClientFactory
@@ -349,3 +350,18 @@ def _no_twin_on_sklearn(client: TestClient) -> None:
         == 201
     )
     assert predict(client, "centroid", [iris_instance()])["runtime"] == "sklearn"
+
+
+def test_the_cli_registers_new_models_on_the_default_runtime(
+    cli_env: Settings, client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELSERVE_DEFAULT_RUNTIME")  # the product default
+    artifact = tmp_path / "iris.skops"
+    artifact.write_bytes(dump_skops(fit_iris_pipeline()))
+    schema = tmp_path / "schema.json"
+    schema.write_text(orjson.dumps(iris_schema()).decode())
+    command = ["models", "register", str(artifact), "--name", "iris", "--schema", str(schema)]
+    result = CliRunner().invoke(cli_app, command)
+    assert result.exit_code == 0, result.output
+    assert client.get("/v1/models/iris").json()["serving"]["runtime"] == PRODUCT_DEFAULT_RUNTIME
+    assert predict(client, "iris", [iris_instance()])["runtime"] == "onnx"
