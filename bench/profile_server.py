@@ -227,6 +227,7 @@ def main() -> None:
     meta = json.loads((out / "models" / "meta.json").read_text())
     sbs.FEATURE_NAMES[:] = meta["feature_names"]
     sbs.VENV["modelserve"] = Path(sys.prefix)
+    sbs.TEMPLATES[:] = [out / "profile" / "templates"]
     for model in args.models.split(","):
         profile_model(
             model, args.forms.split(","), [int(r) for r in args.rows.split(",")], args, out

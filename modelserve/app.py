@@ -42,6 +42,7 @@ from modelserve.predictions.router import router as predictions_router
 from modelserve.predictions.service import PredictionLog
 from modelserve.predictions.spill import SpillStore
 from modelserve.predictions.writer import LogWriter
+from modelserve.protocols.v2.router import infer_router as v2_infer_router
 from modelserve.protocols.v2.router import router as v2_router
 from modelserve.registry.router import router as registry_router
 from modelserve.server.startup import anonymous_caller
@@ -124,6 +125,7 @@ def _form_matcher(routes: list[APIRoute]) -> Callable[[Scope], bool]:
 _ROUTERS = (
     # Starlette tries routes in order: the prediction routes, the hot path, go first.
     predict_router,
+    v2_infer_router,
     health_router,
     auth_router,
     users_router,

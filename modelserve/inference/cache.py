@@ -32,8 +32,8 @@ def cache_key(version: ResolvedVersion) -> CacheKey:
 
 
 class PredictCost:
-    """How long a version's recent small predictions took: a moving average of the seconds a
-    ``predict`` call took for at most ``INLINE_MAX_VALUES`` values (unknown until measured)."""
+    """How long a version's recent small predictions took: a moving average of the CPU seconds
+    a ``predict`` call took for at most ``INLINE_MAX_VALUES`` values (unknown until measured)."""
 
     __slots__ = ("seconds",)
     _WEIGHT = 0.1

@@ -37,10 +37,10 @@ _ROUTE: dict[str, Any] = {
 }
 
 
-async def quota_caller(
-    caller: Annotated[Caller, Depends(request_caller)], request: Request
-) -> Caller:
-    """The caller, after counting the request against their API key's quota, if it has one."""
+async def quota_caller(request: Request) -> Caller:
+    """The caller (``request_caller``), after counting the request against their API key's
+    quota, if it has one. One dependency, not two: FastAPI resolves each per request."""
+    caller = await request_caller(request)
     state: AppState = request.app.state.modelserve
     if caller.key_quota is not None:
         await anyio.to_thread.run_sync(

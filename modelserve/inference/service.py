@@ -102,9 +102,11 @@ def _rows(payload: Any) -> int:
 def _timed_predict(
     loaded: LoadedVersion, batch: ValidatedBatch, width: int, *, reraise: bool = False
 ) -> PredictionResult | BaseException:
-    """The predictor's result for ``batch`` (or the exception it raised); the time a small
-    batch took counts towards the version's ``PredictCost``."""
-    started = time.perf_counter()
+    """The predictor's result for ``batch`` (or the exception it raised); the CPU time a small
+    batch took counts towards the version's ``PredictCost``. CPU time of this thread, not wall
+    time: under load a worker thread's wall time is mostly waiting for the GIL, which would
+    make a cheap model look slow and keep it off the event loop for good."""
+    started = time.thread_time()
     try:
         result = loaded.predictor.predict(batch)
     except Exception as exc:
@@ -112,7 +114,7 @@ def _timed_predict(
             raise
         return exc
     if batch.n_rows * width <= INLINE_MAX_VALUES:
-        loaded.cost.add(time.perf_counter() - started)
+        loaded.cost.add(time.thread_time() - started)
     return result
 
 

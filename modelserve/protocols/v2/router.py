@@ -55,6 +55,9 @@ from modelserve.registry.service import ResolvedVersion
 from modelserve.state import AppState
 
 router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
+infer_router = APIRouter(prefix="/v2", tags=["v2"], responses=ERROR_RESPONSES)
+"""The infer routes: the hot path, included before every other router (Starlette tries routes
+in order, and matching each costs)."""
 VersionPath = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
@@ -254,23 +257,20 @@ _INFER: dict[str, Any] = {
 }
 
 
-@router.post("/models/{name}/infer", summary="Infer", **_INFER)
-async def infer(
-    name: ModelNamePath, request: Request, state: StateDep, caller: PredictCaller
-) -> Response:
+@infer_router.post("/models/{name}/infer", summary="Infer", **_INFER)
+async def infer(name: ModelNamePath, request: Request, caller: PredictCaller) -> Response:
     """Predict with the version /v1 would serve."""
-    return await _infer(request, state, caller, Target(name))
+    return await _infer(request, request.app.state.modelserve, caller, Target(name))
 
 
-@router.post("/models/{name}/versions/{version}/infer", summary="Infer with a version", **_INFER)
+@infer_router.post(
+    "/models/{name}/versions/{version}/infer", summary="Infer with a version", **_INFER
+)
 async def infer_version(
-    name: ModelNamePath,
-    version: VersionPath,
-    request: Request,
-    state: StateDep,
-    caller: PredictCaller,
+    name: ModelNamePath, version: VersionPath, request: Request, caller: PredictCaller
 ) -> Response:
     """Predict with one version."""
+    state = request.app.state.modelserve
     return await _infer(request, state, caller, Target(name, version=version))
 
 
