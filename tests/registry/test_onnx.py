@@ -277,6 +277,15 @@ def test_a_new_model_serves_its_twin_by_default_and_says_so(make_client: ClientF
         _serves_its_twin_and_says_so(client)
 
 
+def answered_probabilities(
+    model: Any, instances: list[dict[str, float]], body: Any
+) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """The instances as a matrix, and the answer's probabilities in the model's class order."""
+    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+    labels = [str(c) for c in model.classes_]
+    return matrix, np.array([[row[label] for label in labels] for row in body["probabilities"]])
+
+
 def _serves_its_twin_and_says_so(client: TestClient) -> None:
     pipeline = fit_iris_pipeline()
     assert register(client, "iris", dump_skops(pipeline), iris_schema()).status_code == 201
@@ -284,12 +293,9 @@ def _serves_its_twin_and_says_so(client: TestClient) -> None:
     instances = [iris_instance(i) for i in range(0, 150, 3)]
     body = predict(client, "iris", instances)
     assert body["runtime"] == "onnx"
-    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+    matrix, got = answered_probabilities(pipeline, instances, body)
     assert body["predictions"] == pipeline.predict(matrix).tolist()
-    expected = pipeline.predict_proba(matrix)
-    labels = [str(c) for c in pipeline.classes_]
-    got = np.array([[row[label] for label in labels] for row in body["probabilities"]])
-    assert np.abs(got - expected).max() <= TOLERANCE  # the bound the twin was verified to
+    assert np.abs(got - pipeline.predict_proba(matrix)).max() <= TOLERANCE  # the twin's bound
     v2 = client.post(
         "/v2/models/iris/infer",
         json={
@@ -318,9 +324,7 @@ def _pinned_stays(client: TestClient) -> None:
     instances = [iris_instance(i) for i in range(0, 150, 3)]
     body = predict(client, "iris", instances)
     assert body["runtime"] == "sklearn"
-    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
-    labels = [str(c) for c in pipeline.classes_]
-    got = np.array([[row[label] for label in labels] for row in body["probabilities"]])
+    matrix, got = answered_probabilities(pipeline, instances, body)
     np.testing.assert_array_equal(got, pipeline.predict_proba(matrix))  # bit for bit
 
 
