@@ -100,7 +100,7 @@ def show(name: str) -> None:
         "scikit-learn",
         "onnx",
         "created",
-        title=model.name,
+        title=f"{model.name} (runtime: {model.serving.runtime})",
     )
     for v in model.versions:
         trained = str(v.environment.get("scikit-learn", "?"))
@@ -143,6 +143,13 @@ def register(
     ] = None,
     description: Annotated[str, typer.Option(help="What this version is.")] = "",
     alias: Annotated[str | None, typer.Option(help="Point this alias at the new version.")] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help="For a new model: onnx (its verified ONNX twins serve) or sklearn (pinned); "
+            "omitted: MODELSERVE_DEFAULT_RUNTIME, onnx unless set. A model keeps its own.",
+        ),
+    ] = None,
 ) -> None:
     """Register a model file (skops, joblib, pickle; XGBoost .json/.ubj, LightGBM .txt, ONNX)
     as a new version, loaded safely first."""
@@ -152,6 +159,7 @@ def register(
             input_schema=_read_schema(schema) if schema else None,
             description=description,
             alias=alias,
+            runtime=runtime,
         )
     except ValidationError as exc:
         raise ValidationFailed("Invalid registration options.", details=str(exc)) from exc

@@ -369,3 +369,13 @@ def test_the_cli_registers_new_models_on_the_default_runtime(
     assert result.exit_code == 0, result.output
     assert client.get("/v1/models/iris").json()["serving"]["runtime"] == PRODUCT_DEFAULT_RUNTIME
     assert predict(client, "iris", [iris_instance()])["runtime"] == "onnx"
+    shown = CliRunner().invoke(cli_app, ["models", "show", "iris"])
+    assert "iris (runtime: onnx)" in shown.output
+    pinned = [*command[:3], "--name", "pinned", *command[5:], "--runtime", "sklearn"]
+    result = CliRunner().invoke(cli_app, pinned)
+    assert result.exit_code == 0, result.output
+    assert predict(client, "pinned", [iris_instance()])["runtime"] == "sklearn"
+    shown = CliRunner().invoke(cli_app, ["models", "show", "pinned"])
+    assert "pinned (runtime: sklearn)" in shown.output
+    bad = CliRunner().invoke(cli_app, [*command[:3], "--name", "bad", "--runtime", "gpu"])
+    assert bad.exit_code != 0
