@@ -26,6 +26,7 @@ import numpy as np
 from sklearn.compose import ColumnTransformer
 from sklearn.pipeline import Pipeline
 
+from modelserve.inference.intake import numeric_rules
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.schemas import InputSchema
 
@@ -146,7 +147,7 @@ def verified_nameless(
     names = getattr(estimator, "feature_names_in_", None)
     if names is None or [str(n) for n in names] != schema.names:
         return None
-    if any(f.type.value not in ("number", "integer") for f in schema.features):
+    if numeric_rules(schema) is None:
         return None
     if not _plain_scikit_learn(estimator):
         return None

@@ -231,13 +231,14 @@ class InferenceService:
         """Load ``version`` and have it answer a probe prediction (so its first request is not
         slow); raises AppError when it cannot."""
         loaded = self.load(version)
-        batch = loaded.validator.validate({"instances": probe_instances(version.input_schema)})
+        instances = probe_instances(version.input_schema)
+        batch = loaded.validator.validate({"instances": instances})
         try:
             loaded.predictor.predict(batch)
-            one_row = {"instances": probe_instances(version.input_schema)[:1]}
-            single = loaded.validator.validate(one_row)
+            single = loaded.validator.validate({"instances": instances[:1]})
+            width = len(version.input_schema.features)
             for _ in range(3):  # what a small request costs, for ``start_inline``
-                _timed_predict(loaded, single, 0, reraise=True)
+                _timed_predict(loaded, single, width, reraise=True)
         except AppError:
             raise
         except Exception as exc:
