@@ -15,7 +15,7 @@ from starlette.responses import Response
 from modelserve.auth.caller import Caller
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
-from modelserve.core.http import parse_json, read_body
+from modelserve.core.http import parse_json_text, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import SECURITY_OPENAPI, ModelNamePath, request_caller
 from modelserve.inference.schemas import PredictResponse, predict_request_schema
@@ -85,12 +85,13 @@ async def _predict(request: Request, caller: Caller, target: Target) -> Response
     started = time.perf_counter()
     request_id = uuid.uuid4()
     payload: Any = None
+    text: bytes | None = None
     payload_error: AppError | None = None
     try:
-        payload = parse_json(await read_body(request, state.settings.max_body_bytes))
+        payload, text = parse_json_text(await read_body(request, state.settings.max_body_bytes))
     except AppError as exc:
         payload_error = exc
-    call = PredictCall(target, payload, payload_error, request_id, started, caller)
+    call = PredictCall(target, payload, payload_error, request_id, started, caller, text=text)
     served = await serve(state, call)
     body: dict[str, Any] = {
         "model": served.version.model_name,

@@ -22,7 +22,7 @@ from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
-from modelserve.predictions.encoding import loggable
+from modelserve.predictions.encoding import loggable, raw_json
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
@@ -59,6 +59,10 @@ class PredictCall:
     protocol: str = "v1"
     choice: Choice | None = None
     """The version, when the transport already chose it (no second lookup)."""
+    text: bytes | None = None
+    """The body's JSON text, when the log may keep it as it came (``core.http.parse_json_text``):
+    then a payload that is logged whole and validated on the fast path (``intake.fast_batch``,
+    where every value was checked) is logged as this text, not encoded again."""
 
 
 @dataclass(frozen=True)
@@ -369,6 +373,7 @@ class InferenceService:
             outputs=outputs,
             n_rows=admitted.batch.n_rows,
             inputs_log_safe=admitted.batch.log_safe,
+            inputs_checked=admitted.batch.matrix is not None,
         )
         if admitted.shadow is not None and self.shadows is not None:
             self.shadows.submit(call, admitted.shadow)
@@ -398,11 +403,14 @@ class InferenceService:
         error: Any = None,
         n_rows: int = 0,
         inputs_log_safe: bool = False,
+        inputs_checked: bool = False,
     ) -> None:
         if call.protocol == "v2":
             http_status = v2_status(http_status)  # what the client was answered
         payload = call.payload
         inputs = payload.get("instances", payload) if isinstance(payload, dict) else payload
+        if inputs_checked and inputs is payload and call.text is not None:
+            inputs = raw_json(call.text)
         self.log.write(
             PredictionRecord(
                 request_id=call.request_id,

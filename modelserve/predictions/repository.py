@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from typing import Any, cast
 
@@ -46,7 +46,7 @@ class PredictionRepository:
     def insert_many(self, records: Sequence[PredictionRecord]) -> None:
         """Insert records in one multi-row statement."""
         if records:
-            self.session.execute(insert(Prediction), [asdict(r) for r in records])
+            self.session.execute(insert(Prediction), [_row(r) for r in records])
 
     def insert_ignoring_duplicates(self, records: Sequence[PredictionRecord]) -> None:
         """Insert records in one multi-row statement, skipping any already stored (same request

@@ -145,10 +145,8 @@ class LogWriter:
         self._supervise()
         number = -1
         if self.journal is not None and not self._closed:
-            safe, line = encode(record)
-            if safe is not record:
-                self.escaped += 1
-                record = safe
+            record, line, was_escaped = encode(record)
+            self.escaped += was_escaped
             try:
                 number = self.journal.append(line)
             except OSError:

@@ -16,6 +16,7 @@ from factories import IRIS_FEATURES, iris_frame, mixed_csv, register, register_i
 from fastapi.testclient import TestClient
 
 from modelserve.core.errors import ValidationFailed
+from modelserve.core.http import parse_json_text
 from modelserve.inference.service import loggable
 from modelserve.inference.validation import (
     MAX_REPORTED_PROBLEMS,
@@ -114,6 +115,36 @@ def test_columnar_requests_are_logged_as_sent(client: TestClient) -> None:
     assert oldest["inputs"] == body
     assert oldest["n_rows"] == 2
     assert newest["inputs"] == {"columns": IRIS_FEATURES, "data": [["nan", 3.5, 1.4, 0.2]]}
+
+
+def test_a_columnar_body_is_logged_as_the_text_it_came_in(client: TestClient) -> None:
+    # Logged as its own JSON text (not encoded again): pretty-printed, with line breaks and
+    # numbers spelled in other ways, it still reads back as the values it carried.
+    register_iris(client)
+    text = (
+        '{\r\n  "columns": ["sepal_length", "sepal_width", "petal_length", "petal_width"],\n'
+        '  "data": [[5.1, 3.5E0, 14e-1, 0.20],\n\t[6, 2.9, 4.5, 1.5]]\n}\n'
+    )
+    response = client.post("/v1/models/iris/predict", content=text.encode())
+    assert response.status_code == 200, response.text
+    [entry] = client.get("/v1/predictions").json()["data"]
+    assert entry["inputs"] == json.loads(text)
+    assert entry["outputs"]["predictions"] == response.json()["predictions"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [b'{\n"a": [1,\r\n2]}', b'{"a": "x\\u0000"}', b'{"a": NaN}', b'  {"a": 1.5}  '],
+    ids=["line breaks", "NUL", "NaN", "spaces"],
+)
+def test_the_log_keeps_a_body_as_it_came_only_when_every_store_can(text: bytes) -> None:
+    value, kept = parse_json_text(text)
+    assert value == json.loads(text)
+    if b"NaN" in text or b"u0000" in text:
+        assert kept is None  # encoded (and escaped) from the parsed value instead
+    else:
+        assert kept is not None and b"\n" not in kept and b"\r" not in kept
+        assert json.loads(kept) == value
 
 
 GOOD = [5.1, 3.5, 1.4, 0.2]
