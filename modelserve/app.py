@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 from collections.abc import AsyncIterator, Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import timedelta
 
@@ -45,6 +46,7 @@ from modelserve.predictions.writer import LogWriter
 from modelserve.protocols.v2.router import infer_router as v2_infer_router
 from modelserve.protocols.v2.router import router as v2_router
 from modelserve.registry.router import router as registry_router
+from modelserve.server.predict_routes import PredictRoutes
 from modelserve.server.startup import anonymous_caller
 from modelserve.state import AppState
 from modelserve.users.router import router as users_router
@@ -93,6 +95,9 @@ def open_state(settings: Settings) -> AppState:
         cache=cache,
         inference=inference,
         model_threads=anyio.CapacityLimiter(settings.inference_threads),
+        model_executor=ThreadPoolExecutor(
+            settings.inference_threads, thread_name_prefix="modelserve-predict"
+        ),
         authenticator=Authenticator.of(settings, db, signer, limiter),
         auth=AuthContext(db=db, signer=signer, limiter=limiter, settings=settings),
         limiter=limiter,
@@ -163,6 +168,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if state.inference.shadows is not None:
                 await anyio.to_thread.run_sync(state.inference.shadows.close)
             await anyio.to_thread.run_sync(state.inference.batchers.close)
+            await anyio.to_thread.run_sync(state.model_executor.shutdown)
             # Shadow runs have queued their records: write everything before the engine goes.
             await anyio.to_thread.run_sync(
                 state.log_writer.close, settings.log_flush_timeout_seconds
@@ -185,6 +191,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if docs else None,
     )
     install_error_handlers(app)
+    app.add_middleware(PredictRoutes)  # innermost: inside the body guard and security headers
     app.add_middleware(
         RequestBodyMiddleware,
         default_limit=settings.max_body_bytes,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import anyio
@@ -28,6 +29,8 @@ class AppState:
     cache: ModelCache
     inference: InferenceService
     model_threads: anyio.CapacityLimiter
+    model_executor: ThreadPoolExecutor
+    """The ``INFERENCE_THREADS`` worker threads predictions run on (``inference.router.serve``)."""
     authenticator: Authenticator
     auth: AuthContext
     limiter: RateLimiter

@@ -173,7 +173,10 @@ def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict
     return request, to_payload(request, version.input_schema)
 
 
-async def _infer(request: Request, state: StateDep, caller: Caller, target: Target) -> Response:
+async def infer_path(request: Request, caller: Caller, target: Target) -> Response:
+    """Answer one V2 infer request for ``target`` (what both infer routes do; also called
+    directly by ``server.predict_routes``)."""
+    state: AppState = request.app.state.modelserve
     started = time.perf_counter()
     caller.require_model(target.name)
     choice = state.inference.choose_cached(target, caller)
@@ -260,7 +263,7 @@ _INFER: dict[str, Any] = {
 @infer_router.post("/models/{name}/infer", summary="Infer", **_INFER)
 async def infer(name: ModelNamePath, request: Request, caller: PredictCaller) -> Response:
     """Predict with the version /v1 would serve."""
-    return await _infer(request, request.app.state.modelserve, caller, Target(name))
+    return await infer_path(request, caller, Target(name))
 
 
 @infer_router.post(
@@ -270,8 +273,7 @@ async def infer_version(
     name: ModelNamePath, version: VersionPath, request: Request, caller: PredictCaller
 ) -> Response:
     """Predict with one version."""
-    state = request.app.state.modelserve
-    return await _infer(request, state, caller, Target(name, version=version))
+    return await infer_path(request, caller, Target(name, version=version))
 
 
 @router.post("/repository/index", response_model=list[RepositoryModel], summary="Repository index")
