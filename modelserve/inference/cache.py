@@ -32,21 +32,32 @@ def cache_key(version: ResolvedVersion) -> CacheKey:
 
 
 class PredictCost:
-    """How long a version's recent small predictions took: a moving average of the CPU seconds
-    a ``predict`` call took for at most ``INLINE_MAX_VALUES`` values (unknown until measured)."""
+    """How long a version's recent predictions took, by size: a moving average of the CPU
+    seconds a ``predict`` call took, one for requests of at most ``SMALL_VALUES`` values and one
+    for larger ones up to ``INLINE_MAX_VALUES`` (each unknown until measured)."""
 
-    __slots__ = ("seconds",)
+    __slots__ = ("large", "small")
     _WEIGHT = 0.1
 
     def __init__(self) -> None:
-        self.seconds = float("inf")
+        self.small = float("inf")
+        self.large = float("inf")
 
-    def add(self, seconds: float) -> None:
-        """Count one measured call (the first sets the average)."""
-        if self.seconds == float("inf"):
-            self.seconds = seconds
+    def add(self, seconds: float, *, large: bool = False) -> None:
+        """Count one measured call (the first of its size sets the average)."""
+        average = self.large if large else self.small
+        if average == float("inf"):
+            average = seconds
         else:
-            self.seconds += self._WEIGHT * (seconds - self.seconds)
+            average += self._WEIGHT * (seconds - average)
+        if large:
+            self.large = average
+        else:
+            self.small = average
+
+    def of(self, *, large: bool) -> float:
+        """The average for requests of this size (inf until one was measured)."""
+        return self.large if large else self.small
 
 
 @dataclass(frozen=True)

@@ -117,8 +117,9 @@ def _timed_predict(
         if reraise:
             raise
         return exc
-    if batch.n_rows * width <= INLINE_MAX_VALUES:
-        loaded.cost.add(time.thread_time() - started)
+    values = batch.n_rows * width
+    if values <= INLINE_MAX_VALUES:
+        loaded.cost.add(time.thread_time() - started, large=values > SMALL_VALUES)
     return result
 
 
@@ -147,10 +148,13 @@ def _not_loaded() -> LoadedVersion:
     raise _NotLoaded
 
 
-INLINE_MAX_VALUES = 1024
-"""A request holding at most this many values (rows x features) may be validated, and queued
-for a batching model or served by a cheap one, on the event loop (``start_inline``): that costs
-less than handing the request to a worker thread and back."""
+INLINE_MAX_VALUES = 4096
+"""A request holding at most this many values (rows x features: 100 rows of 40 features) may be
+validated, and queued for a batching model or served by a cheap one, on the event loop
+(``start_inline``): that costs less than handing the request to a worker thread and back."""
+SMALL_VALUES = 1024
+"""Requests of at most this many values and larger ones have their own ``PredictCost``: one
+row of a model may be cheap enough for the event loop where a hundred are not."""
 
 
 class Routes(RouteTable):
@@ -268,9 +272,9 @@ class InferenceService:
     def start_inline(self, call: PredictCall) -> Served | Future[Served] | None:
         """For the event loop: serve or queue a small request (at most ``INLINE_MAX_VALUES``
         values) with no thread hand-over, when that needs no database read and no model load:
-        queued, for a batching model; answered and logged, for a model whose recent small
-        predictions took less than ``inline_max_ms`` (raising, once logged, what refused it).
-        None otherwise, and then ``start`` it on a worker thread."""
+        queued, for a batching model; answered and logged, for a model whose recent predictions
+        of this size (``PredictCost``) took less than ``inline_max_ms`` (raising, once logged,
+        what refused it). None otherwise, and then ``start`` it on a worker thread."""
         if call.payload_error is not None:
             return None
         choice = call.choice
@@ -284,14 +288,16 @@ class InferenceService:
         key = cache_key(version)
         if key not in self.cache:
             return None
-        if _rows(call.payload) * len(version.input_schema.features) > INLINE_MAX_VALUES:
+        values = _rows(call.payload) * len(version.input_schema.features)
+        if values > INLINE_MAX_VALUES:
             return None
         try:
             loaded = self.cache.get(key, _not_loaded)
         except _NotLoaded:
             return None
         if batching is None:
-            if loaded.cost.seconds * 1000.0 >= self.settings.inline_max_ms:
+            cost = loaded.cost.of(large=values > SMALL_VALUES)
+            if cost * 1000.0 >= self.settings.inline_max_ms:
                 return None
             self.served_inline += 1  # counted on the event loop only: no lock needed
             return self._start(call, version, choice.variant, choice.shadow, loaded)
