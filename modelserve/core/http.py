@@ -293,7 +293,7 @@ class _BodyClock:
         wait = self.gap
         if self.total is not None:
             wait = min(wait, self.started + self.total - now)
-        try:  # asyncio's own timeout: a fifth of the cost of an anyio cancel scope
+        try:  # asyncio's own timeout: a little cheaper than an anyio cancel scope
             async with asyncio.timeout(max(wait, 0.0)):
                 message = await receive()
         except TimeoutError:

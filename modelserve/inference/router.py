@@ -70,7 +70,7 @@ async def serve(state: AppState, call: PredictCall) -> Served:
     if isinstance(pending, Served):
         return pending
     if pending is None:
-        # The event loop's own executor call: a third of the cost of anyio's thread hop.
+        # The event loop's own executor: 93 us of CPU per hop here, anyio's thread hop 109.
         loop = asyncio.get_running_loop()
         outcome = await loop.run_in_executor(state.model_executor, state.inference.start, call)
         if isinstance(outcome, Served):
