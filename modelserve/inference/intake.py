@@ -18,11 +18,13 @@ takes never changes an answer or an error.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
 from typing import Any
 
 import numpy as np
+import orjson
 
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema
@@ -68,20 +70,52 @@ class MatrixRules:
             return None
         if matrix.shape != (len(rows), self.width):
             return None
-        with np.errstate(invalid="ignore"):
-            if not np.isfinite(matrix).all():
-                return None
-            if self.bounded and ((matrix < self.minimum).any() or (matrix > self.maximum).any()):
-                return None
-            if len(self.integers) and float in types:
-                part = matrix[:, self.integers]
-                if (part != np.floor(part)).any():
-                    return None
+        if not self.keeps(matrix, integral=float not in types):
+            return None
         if int in types:
             large = np.flatnonzero((np.abs(matrix) >= _LOG_INT_LIMIT).any(axis=0)).tolist()
             if any(type(row[j]) is int for j in large for row in rows):
                 return None  # an integer logged through ``loggable``: the validator's case
         return matrix
+
+    def keeps(self, matrix: np.ndarray[Any, Any], *, integral: bool = False) -> bool:
+        """Whether every value of ``matrix`` (float64, rows x width, schema order) keeps every
+        rule; ``integral``: its values are known to be integers already."""
+        with np.errstate(invalid="ignore"):
+            if not np.isfinite(matrix).all():
+                return False
+            if self.bounded and ((matrix < self.minimum).any() or (matrix > self.maximum).any()):
+                return False
+            if len(self.integers) and not integral:
+                part = matrix[:, self.integers]
+                if (part != np.floor(part)).any():
+                    return False
+        return True
+
+
+@dataclass(frozen=True)
+class MatrixPayload:
+    """A payload whose values arrived as one float64 matrix in schema order (a V2 tensor of
+    floats, or of binary FP64, FP32 or FP16 data): the columnar payload
+    ``{"columns": names, "data": rows}`` it stands for, without a Python object per value."""
+
+    names: list[str]
+    matrix: np.ndarray[Any, Any]
+
+    @property
+    def n_rows(self) -> int:
+        """How many rows it holds."""
+        return int(self.matrix.shape[0])
+
+    def columnar(self) -> dict[str, Any]:
+        """The columnar payload of the same values (for the validator, and for the log when
+        something must be escaped)."""
+        return {"columns": list(self.names), "data": self.matrix.tolist()}
+
+    def json_text(self) -> bytes:
+        """The JSON text of ``columnar()``, made by orjson from the matrix (the same text)."""
+        head = b'{"columns":' + orjson.dumps(self.names) + b',"data":'
+        return head + orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
 
 
 def numeric_rules(schema: InputSchema) -> MatrixRules | None:
@@ -158,9 +192,28 @@ def fast_batch(
 def validate(
     validator: CompiledValidator, payload: Any, rules: MatrixRules | None = None
 ) -> ValidatedBatch:
-    """The validated batch of a v1 payload; ValidationFailed naming every problem otherwise."""
+    """The validated batch of a v1 payload (or a ``MatrixPayload``); ValidationFailed naming
+    every problem otherwise."""
+    if isinstance(payload, MatrixPayload):
+        return _matrix_batch(rules, validator, payload)
     if rules is not None:
         batch = fast_batch(rules, validator, payload)
         if batch is not None:
             return batch
     return validator.validate(payload)
+
+
+def _matrix_batch(
+    rules: MatrixRules | None, validator: CompiledValidator, payload: MatrixPayload
+) -> ValidatedBatch:
+    matrix = payload.matrix
+    if (
+        rules is not None
+        and matrix.shape == (payload.n_rows, rules.width)
+        and payload.names == rules.names
+        and 0 < payload.n_rows <= validator.max_rows
+        and rules.keeps(matrix)
+    ):
+        columns = {name: matrix[:, i] for i, name in enumerate(rules.names)}
+        return ValidatedBatch(columns=columns, n_rows=payload.n_rows, log_safe=True, matrix=matrix)
+    return validator.validate(payload.columnar())

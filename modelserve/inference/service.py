@@ -17,7 +17,7 @@ from modelserve.core.db import Database
 from modelserve.core.errors import AppError, v2_status
 from modelserve.inference.batching import Batcher, Batchers
 from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
-from modelserve.inference.intake import validate
+from modelserve.inference.intake import MatrixPayload, validate
 from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
@@ -96,6 +96,8 @@ def _choice(route: Route, caller: Caller | None) -> Choice:
 
 def _rows(payload: Any) -> int:
     """How many rows a payload says it has (at least 1), before validation."""
+    if isinstance(payload, MatrixPayload):
+        return max(payload.n_rows, 1)
     if isinstance(payload, dict):
         rows = payload.get("instances", payload.get("data"))
         if isinstance(rows, list):
@@ -125,6 +127,17 @@ def _timed_predict(
 
 def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
+
+
+def _logged_inputs(payload: Any, text: bytes | None, *, checked: bool) -> Any:
+    """What the log keeps of a payload: its instances (records), or the whole payload, which,
+    once ``checked`` (validated on the matrix path), is logged as its JSON text: the body's own
+    (``text``), or the matrix's."""
+    if isinstance(payload, MatrixPayload):
+        return raw_json(payload.json_text()) if checked else payload.columnar()
+    if isinstance(payload, dict) and "instances" in payload:
+        return payload["instances"]
+    return raw_json(text) if checked and text is not None else payload
 
 
 class ShadowSink(Protocol):
@@ -413,10 +426,7 @@ class InferenceService:
     ) -> None:
         if call.protocol == "v2":
             http_status = v2_status(http_status)  # what the client was answered
-        payload = call.payload
-        inputs = payload.get("instances", payload) if isinstance(payload, dict) else payload
-        if inputs_checked and inputs is payload and call.text is not None:
-            inputs = raw_json(call.text)
+        inputs = _logged_inputs(call.payload, call.text, checked=inputs_checked)
         self.log.write(
             PredictionRecord(
                 request_id=call.request_id,

@@ -5,6 +5,7 @@ exactly what it refuses."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelserve.core.errors import ValidationFailed
-from modelserve.inference.intake import fast_batch, numeric_rules, validate
+from modelserve.inference.intake import MatrixPayload, fast_batch, numeric_rules, validate
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.schemas import InputSchema
 
@@ -269,3 +270,43 @@ def test_schemas_with_other_types_have_no_matrix_rules() -> None:
         {"features": [{"name": "a", "type": "number"}, {"name": "b", "type": "boolean"}]}
     )
     assert numeric_rules(schema) is None
+
+
+@pytest.mark.parametrize("count", [1, 3, 16, 40, 101])
+def test_a_matrix_payload_is_validated_as_the_columnar_payload_it_stands_for(count: int) -> None:
+    # What V2 float tensors become (no Python object per value): the same batch, or the same
+    # refusal, as the columnar payload of the same values; the log's text of it reads back
+    # as that payload.
+    rules = numeric_rules(SCHEMA)
+    assert rules is not None
+    validator = CompiledValidator(SCHEMA, max_rows=100)
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        matrix = np.array(
+            [
+                [float(rng.choice([0, 1, -5, 2**53, 7, 1.5, -6])), x, 1e299 * rng.normal()]
+                for x in rng.choice([0.1, -0.0, 5e-324, np.nan], size=count)
+            ]
+        )
+        payload = MatrixPayload(["i", "x", "y"], matrix)
+        columnar = payload.columnar()
+        assert orjson.loads(payload.json_text()) == columnar or np.isnan(matrix).any()
+        assert outcome(lambda p=payload: validate(validator, p, rules)) == outcome(
+            lambda c=columnar: validate(validator, c, rules)
+        )
+
+
+def test_binary_values_the_matrix_refuses_get_the_same_problems_as_json(
+    client: TestClient, served: tuple[Any, np.ndarray]
+) -> None:
+    _, matrix = served
+    names = [f"f{i}" for i in range(matrix.shape[1])]
+    rows = matrix[:ROWS].copy()
+    rows[2, 5] = np.nan
+    rows[4, 0] = 2.5  # not an integer
+    as_json = client.post("/v1/models/m/predict", content=json.dumps(columnar(names, rows)))
+    assert as_json.status_code == 422, as_json.text
+    for datatype in ("FP64", "FP32"):
+        response = post_binary(client, rows, datatype)
+        assert response.status_code == 400, response.text
+        assert response.json()["details"] == as_json.json()["details"]

@@ -10,7 +10,10 @@ import math
 from itertools import chain
 from typing import Any
 
+import numpy as np
+
 from modelserve.core.errors import BadRequest
+from modelserve.inference.intake import MatrixPayload
 from modelserve.inference.predictor import PREDICT, PREDICT_PROBA, PredictionResult
 from modelserve.protocols.v2.schemas import (
     Datatype,
@@ -82,12 +85,13 @@ def tensor_values(tensor: TensorInput) -> list[Any]:
     """The tensor's data, flat in row-major order, checked against its shape and datatype.
     ``data`` is flat, or nested exactly as the shape says (a ragged nesting is refused even
     when its count matches)."""
-    values = _flatten(tensor.data)
-    nested = any(isinstance(item, list) for item in tensor.data)
+    data = tensor.values()
+    values = _flatten(data)
+    nested = any(isinstance(item, list) for item in data)
     if (
         any(d < 0 for d in tensor.shape)
         or math.prod(tensor.shape) != len(values)
-        or (nested and not _nested_like(tensor.data, tensor.shape))
+        or (nested and not _nested_like(data, tensor.shape))
     ):
         raise BadRequest(
             f"Input {tensor.name!r}: shape {tensor.shape} does not match its data "
@@ -123,7 +127,7 @@ def _plain_values(kind: str, values: list[Any]) -> bool:
 def _tensor_rows(tensor: TensorInput) -> list[Any]:
     """A 2-D tensor's data as its rows (lists), checked as ``tensor_values`` checks it."""
     rows, width = tensor.shape
-    data = tensor.data
+    data = tensor.values()
     if rows >= 0 and len(data) == rows and all(type(r) is list and len(r) == width for r in data):
         if _plain_values(tensor.datatype, list(chain.from_iterable(data))):
             return data
@@ -133,22 +137,54 @@ def _tensor_rows(tensor: TensorInput) -> list[Any]:
     return [flat[r * width : (r + 1) * width] for r in range(rows)]
 
 
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
+
+
+def _float_matrix(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
+    """A 2-D float tensor's values as a float64 matrix, built by numpy: binary FP64, FP32 or
+    FP16 data, or JSON data (flat, or nested as the shape says) of floats only, which the rows
+    would hold as the very same values. None for anything else (ints, nulls, a shape that does
+    not match), which goes the way of ``_tensor_rows``."""
+    if tensor.datatype not in _FLOAT_DATATYPES:
+        return None
+    rows, width = tensor.shape
+    if rows < 0 or width < 0:
+        return None
+    array = tensor.array
+    if array is not None:
+        if array.size != rows * width:
+            return None
+        return array.astype(np.float64).reshape(rows, width)
+    data = tensor.data
+    if len(data) == rows * width:
+        values = data
+    elif len(data) == rows and all(type(r) is list and len(r) == width for r in data):
+        values = list(chain.from_iterable(data))
+    else:
+        return None
+    if set(map(type, values)) != {float}:
+        return None
+    return np.array(values, dtype=np.float64).reshape(rows, width)
+
+
 def _column_values(tensor: TensorInput) -> list[Any]:
     """A feature tensor's values ([N] or [N, 1]), checked as ``tensor_values`` checks them."""
-    data = tensor.data
+    data = tensor.values()
     count = tensor.shape[0]
     if len(tensor.shape) == 1 and len(data) == count and _plain_values(tensor.datatype, data):
         return data
     return tensor_values(tensor)
 
 
-def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]:
+def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any] | MatrixPayload:
     """The request's values as the columnar v1 payload the inference service validates
-    (``{"columns": [...], "data": [[...], ...]}``), or, when the feature inputs do not name
+    (``{"columns": [...], "data": [[...], ...]}``; for one 2-D tensor of floats and a numeric
+    schema, as the ``MatrixPayload`` standing for it), or, when the feature inputs do not name
     the schema's features exactly, as records (each row's own problems then reported)."""
     names = schema.names
     types = {f.name: f.type for f in schema.features}
     booleans = any(t is FeatureType.BOOLEAN for t in types.values())
+    numeric = all(t in (FeatureType.NUMBER, FeatureType.INTEGER) for t in types.values())
     inputs = request.inputs
     if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].name not in types:
         tensor = inputs[0]
@@ -158,6 +194,10 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
                 f"Input {tensor.name!r} has {width} columns; the model takes "
                 f"{len(names)} features: {names}."
             )
+        if numeric:
+            matrix = _float_matrix(tensor)
+            if matrix is not None:
+                return MatrixPayload(list(names), matrix)
         data = _tensor_rows(tensor)
         if booleans:
             kinds = [types[n] for n in names]

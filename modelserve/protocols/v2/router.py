@@ -7,6 +7,7 @@ import uuid
 from typing import Annotated, Any
 
 import anyio.to_thread
+import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
 from pydantic import ValidationError
@@ -28,6 +29,7 @@ from modelserve.deps import (
     StateDep,
 )
 from modelserve.inference.cache import cache_key
+from modelserve.inference.intake import MatrixPayload
 from modelserve.inference.router import PredictCaller, serve
 from modelserve.inference.service import PredictCall
 from modelserve.lifecycle.routing import Target
@@ -160,12 +162,16 @@ async def version_ready(
     return await _ready(state, caller, Target(name, version=version))
 
 
-def _decode(body: Any, version: ResolvedVersion) -> tuple[InferenceRequest, dict[str, Any]]:
+def _decode(
+    body: Any, arrays: dict[int, np.ndarray[Any, Any]], version: ResolvedVersion
+) -> tuple[InferenceRequest, dict[str, Any] | MatrixPayload]:
     try:
         request = InferenceRequest.model_validate(body)
     except ValidationError as exc:
         details = validation_problems(exc)
         raise BadRequest("Invalid inference request.", details=details) from exc
+    for index, array in arrays.items():
+        request.inputs[index].attach(array)
     offered = available_outputs(version.output)
     unknown = [o.name for o in request.outputs or [] if o.name not in offered]
     if unknown:
@@ -187,9 +193,9 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     payload: Any = None
     payload_error: AppError | None = None
     try:
-        raw = _parse(await read_body(request, state.settings.max_body_bytes), request)
+        raw, arrays = _parse(await read_body(request, state.settings.max_body_bytes), request)
         payload = raw
-        decoded, payload = _decode(raw, version)
+        decoded, payload = _decode(raw, arrays, version)
     except AppError as exc:
         payload_error = exc
     request_id = uuid.uuid4()
@@ -208,10 +214,11 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
 
 
-def _parse(body: bytes, request: Request) -> Any:
+def _parse(body: bytes, request: Request) -> tuple[Any, dict[int, np.ndarray[Any, Any]]]:
+    """The JSON request, and the binary inputs' arrays by input index."""
     header_length = request.headers.get(binary.HEADER)
     if header_length is None:
-        return parse_json(body)
+        return parse_json(body), {}
     json_part, blob = binary.split(body, header_length)
     return binary.attach_inputs(parse_json(json_part), blob)
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import BaseModel, Field, PrivateAttr
 
 Datatype = Literal[
     "BOOL",
@@ -31,6 +32,21 @@ class TensorInput(BaseModel):
     datatype: Datatype
     parameters: dict[str, Any] | None = None
     data: list[Any]
+    _array: np.ndarray[Any, Any] | None = PrivateAttr(default=None)
+
+    def attach(self, array: np.ndarray[Any, Any]) -> None:
+        """Give the tensor its values as an array (the binary extension's data, which ``data``
+        then leaves empty)."""
+        self._array = array
+
+    @property
+    def array(self) -> np.ndarray[Any, Any] | None:
+        """The values as sent in binary, flat; None for JSON data."""
+        return self._array
+
+    def values(self) -> list[Any]:
+        """``data``, or the binary values as a list."""
+        return self.data if self._array is None else list(self._array.tolist())
 
 
 class RequestedOutput(BaseModel):
