@@ -157,12 +157,16 @@ def test_every_form_answers_as_scikit_learn_bit_for_bit(
     assert logged(client, len(sent)) == sent
 
 
+def first_rows(served: tuple[Any, np.ndarray]) -> tuple[list[str], np.ndarray]:
+    """The feature names and a copy of the first ``ROWS`` rows, to spoil."""
+    _, matrix = served
+    return [f"f{i}" for i in range(matrix.shape[1])], matrix[:ROWS].copy()
+
+
 def test_a_bad_value_gets_the_same_refusal_in_every_form(
     client: TestClient, served: tuple[Any, np.ndarray]
 ) -> None:
-    _, matrix = served
-    names = [f"f{i}" for i in range(matrix.shape[1])]
-    rows = matrix[:ROWS].copy()
+    names, rows = first_rows(served)
     rows[3, 0] = 2.5  # not an integer
     rows[7, 0] = -1.0  # below the minimum
     problems = []
@@ -299,9 +303,7 @@ def test_a_matrix_payload_is_validated_as_the_columnar_payload_it_stands_for(cou
 def test_binary_values_the_matrix_refuses_get_the_same_problems_as_json(
     client: TestClient, served: tuple[Any, np.ndarray]
 ) -> None:
-    _, matrix = served
-    names = [f"f{i}" for i in range(matrix.shape[1])]
-    rows = matrix[:ROWS].copy()
+    names, rows = first_rows(served)
     rows[2, 5] = np.nan
     rows[4, 0] = 2.5  # not an integer
     as_json = client.post("/v1/models/m/predict", content=json.dumps(columnar(names, rows)))
