@@ -93,7 +93,7 @@ def parse_json_text(body: bytes) -> tuple[Any, bytes | None]:
     came: when orjson took it (strict JSON: no NaN, no lone surrogate) and it spells no NUL
     character (which PostgreSQL cannot store); else None. Line breaks, whitespace in strict
     JSON, become spaces."""
-    if not body.strip():
+    if not body or body.isspace():  # strip() would copy the whole body
         raise MalformedJSON("Body is empty; expected JSON.")
     text: bytes | None = body
     try:
