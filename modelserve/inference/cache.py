@@ -36,28 +36,23 @@ class PredictCost:
     seconds a ``predict`` call took, one for requests of at most ``SMALL_VALUES`` values and one
     for larger ones up to ``INLINE_MAX_VALUES`` (each unknown until measured)."""
 
-    __slots__ = ("large", "small")
+    __slots__ = ("_averages",)
     _WEIGHT = 0.1
 
     def __init__(self) -> None:
-        self.small = float("inf")
-        self.large = float("inf")
+        self._averages = [float("inf"), float("inf")]  # small, large
 
     def add(self, seconds: float, *, large: bool = False) -> None:
         """Count one measured call (the first of its size sets the average)."""
-        average = self.large if large else self.small
+        average = self._averages[large]
         if average == float("inf"):
-            average = seconds
+            self._averages[large] = seconds
         else:
-            average += self._WEIGHT * (seconds - average)
-        if large:
-            self.large = average
-        else:
-            self.small = average
+            self._averages[large] = average + self._WEIGHT * (seconds - average)
 
     def of(self, *, large: bool) -> float:
         """The average for requests of this size (inf until one was measured)."""
-        return self.large if large else self.small
+        return self._averages[large]
 
 
 @dataclass(frozen=True)

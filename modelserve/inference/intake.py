@@ -78,6 +78,11 @@ class MatrixRules:
                 return None  # an integer logged through ``loggable``: the validator's case
         return matrix
 
+    def batch(self, matrix: np.ndarray[Any, Any]) -> ValidatedBatch:
+        """The batch of a matrix that keeps the rules: it, plus a view of it per feature."""
+        columns = {name: matrix[:, i] for i, name in enumerate(self.names)}
+        return ValidatedBatch(columns=columns, n_rows=len(matrix), log_safe=True, matrix=matrix)
+
     def keeps(self, matrix: np.ndarray[Any, Any], *, integral: bool = False) -> bool:
         """Whether every value of ``matrix`` (float64, rows x width, schema order) keeps every
         rule; ``integral``: its values are known to be integers already."""
@@ -183,10 +188,7 @@ def fast_batch(
         return None
     types = set(map(type, chain.from_iterable(rows)))
     matrix = rules.accept(rows, types)
-    if matrix is None:
-        return None
-    columns = {name: matrix[:, i] for i, name in enumerate(rules.names)}
-    return ValidatedBatch(columns=columns, n_rows=len(rows), log_safe=True, matrix=matrix)
+    return None if matrix is None else rules.batch(matrix)
 
 
 def validate(
@@ -214,6 +216,5 @@ def _matrix_batch(
         and 0 < payload.n_rows <= validator.max_rows
         and rules.keeps(matrix)
     ):
-        columns = {name: matrix[:, i] for i, name in enumerate(rules.names)}
-        return ValidatedBatch(columns=columns, n_rows=payload.n_rows, log_safe=True, matrix=matrix)
+        return rules.batch(matrix)
     return validator.validate(payload.columnar())

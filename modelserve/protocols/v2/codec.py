@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from modelserve.core.errors import BadRequest
-from modelserve.inference.intake import MatrixPayload
+from modelserve.inference.intake import MatrixPayload, numeric_rules
 from modelserve.inference.predictor import PREDICT, PREDICT_PROBA, PredictionResult
 from modelserve.protocols.v2.schemas import (
     Datatype,
@@ -125,11 +125,16 @@ def _plain_values(kind: str, values: list[Any]) -> bool:
     return types <= _FLOAT_TYPES
 
 
+def _nested_rows(data: list[Any], rows: int, width: int) -> bool:
+    """Whether a 2-D tensor's ``data`` is nested as its rows: ``rows`` lists of ``width``."""
+    return len(data) == rows and all(type(r) is list and len(r) == width for r in data)
+
+
 def _tensor_rows(tensor: TensorInput) -> list[Any]:
     """A 2-D tensor's data as its rows (lists), checked as ``tensor_values`` checks it."""
     rows, width = tensor.shape
     data = tensor.values()
-    if rows >= 0 and len(data) == rows and all(type(r) is list and len(r) == width for r in data):
+    if rows >= 0 and _nested_rows(data, rows, width):
         if _plain_values(tensor.datatype, list(chain.from_iterable(data))):
             return data
     elif width >= 0 and len(data) == rows * width and _plain_values(tensor.datatype, data):
@@ -159,7 +164,7 @@ def _float_matrix(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
     data = tensor.data
     if len(data) == rows * width:
         values = data
-    elif len(data) == rows and all(type(r) is list and len(r) == width for r in data):
+    elif _nested_rows(data, rows, width):
         values = list(chain.from_iterable(data))
     else:
         return None
@@ -200,7 +205,7 @@ def _facts(schema: InputSchema) -> _SchemaFacts:
         names=schema.names,
         types=types,
         booleans=any(t is FeatureType.BOOLEAN for t in types.values()),
-        numeric=all(t in (FeatureType.NUMBER, FeatureType.INTEGER) for t in types.values()),
+        numeric=numeric_rules(schema) is not None,
     )
     if len(_FACTS) >= _FACTS_KEPT:
         _FACTS.clear()
