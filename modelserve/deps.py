@@ -26,11 +26,17 @@ async def get_state(request: Request) -> AppState:
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
-ModelNamePath = Annotated[str, Path(min_length=1, max_length=128)]
+NAME_MAX_LENGTH = 128
+"""The longest model name a route path takes."""
+ALIAS_MAX_LENGTH = 64
+"""The longest alias a route path takes."""
+
+ModelNamePath = Annotated[str, Path(min_length=1, max_length=NAME_MAX_LENGTH)]
 """A model name in a route path."""
 
 AliasPath = Annotated[
-    str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    str,
+    Path(min_length=1, max_length=ALIAS_MAX_LENGTH, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"),
 ]
 """An alias name in a route path."""
 

@@ -17,7 +17,7 @@ from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import parse_json_text, read_body
 from modelserve.core.responses import ORJSONResponse
-from modelserve.deps import SECURITY_OPENAPI, ModelNamePath, request_caller
+from modelserve.deps import ALIAS_MAX_LENGTH, SECURITY_OPENAPI, ModelNamePath, request_caller
 from modelserve.inference.schemas import PredictResponse, predict_request_schema
 from modelserve.inference.service import PredictCall, Served
 from modelserve.lifecycle.routing import Target
@@ -129,7 +129,7 @@ async def predict_version(
 @router.post("/{name}/aliases/{alias}/predict", summary="Predict with an alias", **_ROUTE)
 async def predict_alias(
     name: ModelNamePath,
-    alias: Annotated[str, Path(min_length=1, max_length=64)],
+    alias: Annotated[str, Path(min_length=1, max_length=ALIAS_MAX_LENGTH)],
     request: Request,
     caller: PredictCaller,
 ) -> Response:

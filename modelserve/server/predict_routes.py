@@ -25,14 +25,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modelserve.auth.caller import Caller
 from modelserve.core.db import MAX_ID
+from modelserve.deps import ALIAS_MAX_LENGTH, NAME_MAX_LENGTH
 from modelserve.inference.router import predict_path, quota_caller
 from modelserve.lifecycle.routing import Target
 from modelserve.protocols.v2.router import infer_path
 
 Handler = Callable[[Request, Caller, Target], Awaitable[Response]]
 
-_NAME = 128
-_ALIAS = 64
 _ROUTES: list[tuple[re.Pattern[str], str, Handler]] = [
     (re.compile(r"/v1/models/([^/]+)/predict"), "", predict_path),
     (re.compile(r"/v1/models/([^/]+)/versions/([1-9][0-9]*)/predict"), "version", predict_path),
@@ -52,14 +51,14 @@ def _target(path: str) -> tuple[Target, Handler] | None:
         if match is None:
             continue
         name = match.group(1)
-        if len(name) > _NAME:
+        if len(name) > NAME_MAX_LENGTH:
             return None
         if kind == "version":
             version = int(match.group(2))
             return (Target(name, version=version), handler) if version <= MAX_ID else None
         if kind == "alias":
             alias = match.group(2)
-            return (Target(name, alias=alias), handler) if len(alias) <= _ALIAS else None
+            return (Target(name, alias=alias), handler) if len(alias) <= ALIAS_MAX_LENGTH else None
         return Target(name), handler
     return None
 
