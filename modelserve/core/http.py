@@ -95,18 +95,25 @@ def parse_json_text(body: bytes) -> tuple[Any, bytes | None]:
     JSON, become spaces."""
     if not body or body.isspace():  # strip() would copy the whole body
         raise MalformedJSON("Body is empty; expected JSON.")
-    text: bytes | None = body
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        value, text = _parse_lenient(body), None
+        value = _parse_lenient(body)
+        check_depth(body)
+        return value, None
     check_depth(body)
-    if text is not None:
-        if b"\\u0000" in text:
-            text = None
-        elif b"\n" in text or b"\r" in text:
-            text = text.replace(b"\n", b" ").replace(b"\r", b" ")
-    return value, text
+    return value, log_text(body)
+
+
+def log_text(body: bytes) -> bytes | None:
+    """A body of strict JSON as one line of text the prediction log may keep: line breaks
+    (whitespace there) become spaces; None when it spells a NUL character (which PostgreSQL
+    cannot store)."""
+    if b"\\u0000" in body:
+        return None
+    if b"\n" in body or b"\r" in body:
+        return body.replace(b"\n", b" ").replace(b"\r", b" ")
+    return body
 
 
 def _parse_lenient(body: bytes) -> Any:

@@ -18,7 +18,8 @@ takes never changes an answer or an error.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
 from typing import Any
@@ -78,6 +79,16 @@ class MatrixRules:
                 return None  # an integer logged through ``loggable``: the validator's case
         return matrix
 
+    def in_order(
+        self, names: list[str], matrix: np.ndarray[Any, Any]
+    ) -> np.ndarray[Any, Any] | None:
+        """``matrix``, whose columns are ``names``, with its columns in schema order; None
+        unless ``names`` are the schema's features, each once."""
+        if len(names) != self.width or set(names) != set(self.names):
+            return None
+        column = {name: i for i, name in enumerate(names)}
+        return np.ascontiguousarray(matrix[:, [column[name] for name in self.names]])
+
     def batch(self, matrix: np.ndarray[Any, Any]) -> ValidatedBatch:
         """The batch of a matrix that keeps the rules: it, plus a view of it per feature."""
         columns = {name: matrix[:, i] for i, name in enumerate(self.names)}
@@ -100,21 +111,27 @@ class MatrixRules:
 
 @dataclass(frozen=True)
 class MatrixPayload:
-    """A payload whose values arrived as one float64 matrix in schema order (a V2 tensor of
-    floats, or of binary FP64, FP32 or FP16 data): the columnar payload
+    """A payload whose values arrived as one float64 matrix (a v1 columnar body or a V2 float
+    tensor read by ``body_matrix``, or binary FP64, FP32 or FP16 data): the columnar payload
     ``{"columns": names, "data": rows}`` it stands for, without a Python object per value."""
 
     names: list[str]
     matrix: np.ndarray[Any, Any]
+    original: Callable[[], Any] | None = field(default=None, compare=False)
+    """The payload as the general path reads it from the body (integers as integers), for a
+    matrix read from JSON text: what the validator checks, and the log keeps, when the matrix
+    does not keep the rules."""
 
     @property
     def n_rows(self) -> int:
         """How many rows it holds."""
         return int(self.matrix.shape[0])
 
-    def columnar(self) -> dict[str, Any]:
-        """The columnar payload of the same values (for the validator, and for the log when
-        something must be escaped)."""
+    def columnar(self) -> Any:
+        """The columnar payload of the same values (for the validator, and for the log when the
+        matrix did not keep the rules)."""
+        if self.original is not None:
+            return self.original()
         return {"columns": list(self.names), "data": self.matrix.tolist()}
 
     def json_text(self) -> bytes:
@@ -208,13 +225,14 @@ def validate(
 def _matrix_batch(
     rules: MatrixRules | None, validator: CompiledValidator, payload: MatrixPayload
 ) -> ValidatedBatch:
-    matrix = payload.matrix
+    matrix: np.ndarray[Any, Any] | None = payload.matrix
     if (
         rules is not None
-        and matrix.shape == (payload.n_rows, rules.width)
-        and payload.names == rules.names
+        and payload.matrix.shape == (payload.n_rows, rules.width)
         and 0 < payload.n_rows <= validator.max_rows
-        and rules.keeps(matrix)
     ):
-        return rules.batch(matrix)
+        if payload.names != rules.names:
+            matrix = rules.in_order(payload.names, payload.matrix)
+        if matrix is not None and rules.keeps(matrix):
+            return rules.batch(matrix)
     return validator.validate(payload.columnar())

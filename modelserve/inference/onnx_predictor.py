@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from modelserve.inference.predictor import PredictionResult, _refuse_non_finite
+from modelserve.inference.probabilities import ProbabilityRows
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import InputSchema, OutputSpec
 
@@ -114,7 +115,5 @@ class OnnxPredictor:
                 raw = raw.ravel()
             predictions = raw.tolist()
         _refuse_non_finite(raw, matrix)
-        probabilities = None
-        if matrix is not None:
-            probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
+        probabilities = None if matrix is None else ProbabilityRows(self.labels, matrix)
         return PredictionResult(predictions=predictions, probabilities=probabilities, matrix=matrix)

@@ -3,7 +3,7 @@ probabilities out."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -14,6 +14,7 @@ from sklearn import config_context
 from sklearn.pipeline import Pipeline
 
 from modelserve.core.errors import ValidationFailed
+from modelserve.inference.probabilities import ProbabilityRows
 from modelserve.inference.validation import ValidatedBatch
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
@@ -86,7 +87,8 @@ class PredictionResult:
     """What a model returned for a batch, as JSON-ready Python values."""
 
     predictions: list[Any]
-    probabilities: list[dict[str, float]] | None
+    probabilities: Sequence[dict[str, float]] | None
+    """One ``{label: probability}`` per row (``ProbabilityRows`` over ``matrix``, or a list)."""
     matrix: np.ndarray[Any, Any] | None = field(default=None, compare=False)
     """The probabilities as a float64 matrix, columns in class order (for tensor outputs)."""
 
@@ -175,9 +177,7 @@ class Predictor:
             else:
                 raw = np.asarray(getattr(self._final, PREDICT)(features))
         _refuse_non_finite(raw, matrix)
-        probabilities = None
-        if matrix is not None:
-            probabilities = [dict(zip(self.labels, row, strict=True)) for row in matrix.tolist()]
+        probabilities = None if matrix is None else ProbabilityRows(self.labels, matrix)
         return PredictionResult(
             predictions=raw.tolist(), probabilities=probabilities, matrix=matrix
         )

@@ -15,9 +15,11 @@ from starlette.responses import Response
 from modelserve.auth.caller import Caller
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
-from modelserve.core.http import parse_json_text, read_body
+from modelserve.core.http import read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import ALIAS_MAX_LENGTH, SECURITY_OPENAPI, ModelNamePath, request_caller
+from modelserve.inference.body_matrix import read_v1_payload
+from modelserve.inference.probabilities import probabilities_json
 from modelserve.inference.schemas import PredictResponse, predict_request_schema
 from modelserve.inference.service import PredictCall, Served
 from modelserve.lifecycle.routing import Target
@@ -90,7 +92,7 @@ async def predict_path(request: Request, caller: Caller, target: Target) -> Resp
     text: bytes | None = None
     payload_error: AppError | None = None
     try:
-        payload, text = parse_json_text(await read_body(request, state.settings.max_body_bytes))
+        payload, text = read_v1_payload(await read_body(request, state.settings.max_body_bytes))
     except AppError as exc:
         payload_error = exc
     call = PredictCall(target, payload, payload_error, request_id, started, caller, text=text)
@@ -103,7 +105,7 @@ async def predict_path(request: Request, caller: Caller, target: Target) -> Resp
         "runtime": served.runtime,
     }
     if served.result.probabilities is not None:
-        body["probabilities"] = served.result.probabilities
+        body["probabilities"] = probabilities_json(served.result.probabilities)
     if served.warnings is not None:
         body["warnings"] = served.warnings
     return ORJSONResponse(body, headers={"X-Request-ID": str(request_id)})

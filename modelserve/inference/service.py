@@ -20,6 +20,7 @@ from modelserve.inference.cache import LoadedVersion, ModelCache, cache_key
 from modelserve.inference.intake import MatrixPayload, validate
 from modelserve.inference.loading import load_version
 from modelserve.inference.predictor import PredictionResult
+from modelserve.inference.probabilities import probabilities_json
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.encoding import loggable, raw_json
@@ -134,7 +135,9 @@ def _logged_inputs(payload: Any, text: bytes | None, *, checked: bool) -> Any:
     once ``checked`` (validated on the matrix path), is logged as its JSON text: the body's own
     (``text``), or the matrix's."""
     if isinstance(payload, MatrixPayload):
-        return raw_json(payload.json_text()) if checked else payload.columnar()
+        if not checked:
+            return payload.columnar()
+        return raw_json(text if text is not None else payload.json_text())
     if isinstance(payload, dict) and "instances" in payload:
         return payload["instances"]
     return raw_json(text) if checked and text is not None else payload
@@ -378,7 +381,7 @@ class InferenceService:
             raise error from (None if error is outcome else outcome)
         outputs: dict[str, Any] = {"predictions": outcome.predictions}
         if outcome.probabilities is not None:
-            outputs["probabilities"] = outcome.probabilities
+            outputs["probabilities"] = probabilities_json(outcome.probabilities)
         warnings = admitted.batch.warnings
         if warnings is not None:
             outputs["warnings"] = warnings

@@ -20,6 +20,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from modelserve.core.errors import ValidationFailed
+from modelserve.inference.body_matrix import columnar_matrix, float_tensor_request
 from modelserve.inference.intake import MatrixPayload, fast_batch, numeric_rules, validate
 from modelserve.inference.validation import CompiledValidator
 from modelserve.registry.schemas import InputSchema
@@ -312,3 +313,56 @@ def test_binary_values_the_matrix_refuses_get_the_same_problems_as_json(
         response = post_binary(client, rows, datatype)
         assert response.status_code == 400, response.text
         assert response.json()["details"] == as_json.json()["details"]
+
+
+def spelled_out(body: bytes, name: bytes) -> bytes:
+    """``body`` with the first character of the string ``name`` written as an escape: the same
+    request, which ``body_matrix`` leaves to the general path."""
+    escaped = b'"' + b"\\u%04x" % name[0] + name[1:] + b'"'
+    return body.replace(b'"' + name + b'"', escaped, 1)
+
+
+def without_ids(entry: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in entry.items() if k not in ("id", "request_id", "latency_ms")}
+
+
+def test_the_fast_read_answers_refuses_and_logs_as_the_general_path(
+    client: TestClient, served: tuple[Any, np.ndarray]
+) -> None:
+    names, rows = first_rows(served)
+    good = columnar(names, rows[:5])
+    good["data"][0][0] = int(good["data"][0][0])  # an integer sent as one
+    bad = columnar(names, rows[:5])
+    bad["data"][1][0], bad["data"][2][0] = 2.5, -1
+    warned = columnar(names, rows[:5])
+    warned["data"][3][4] = 1e18  # far outside the training range: served with a warning
+    v2_good = v2_tensor(rows[:5], nested=True)
+    v2_good["inputs"][0]["data"][0][0] = int(rows[0, 0])
+    v2_bad = v2_tensor(rows[:5], nested=False)
+    v2_bad["inputs"][0]["data"][0] = -1
+    cases = [
+        ("/v1/models/m/predict", good, b"f1"),
+        ("/v1/models/m/predict", columnar(names, rows[:5], reverse=True), b"f1"),
+        ("/v1/models/m/predict", bad, b"f1"),
+        ("/v1/models/m/predict", warned, b"f1"),
+        ("/v2/models/m/infer", v2_good, b"x"),
+        ("/v2/models/m/infer", v2_bad, b"x"),
+    ]
+    for path, payload, name in cases:
+        fast = orjson.dumps(payload)
+        general = spelled_out(fast, name)
+        if path.startswith("/v1"):
+            assert columnar_matrix(fast) is not None
+            assert columnar_matrix(general) is None
+        else:
+            assert float_tensor_request(fast) is not None
+            assert float_tensor_request(general) is None
+        answers = [client.post(path, content=body) for body in (fast, general)]
+        assert answers[0].status_code == answers[1].status_code
+        assert without_ids(answers[0].json()) == without_ids(answers[1].json())
+        entries = client.get("/v1/predictions", params={"limit": 2}).json()["data"]
+        general_entry, fast_entry = (without_ids(e) | {"created_at": 0} for e in entries)
+        if path.startswith("/v1"):  # the very JSON: integers read back as integers
+            assert orjson.dumps(fast_entry) == orjson.dumps(general_entry)
+        else:  # integers in a V2 FP64 tensor read back as equal floats from the fast read
+            assert fast_entry == general_entry

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import replace
+from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
@@ -28,6 +30,7 @@ from modelserve.deps import (
     ModelNamePath,
     StateDep,
 )
+from modelserve.inference.body_matrix import float_tensor_request
 from modelserve.inference.cache import cache_key
 from modelserve.inference.intake import MatrixPayload
 from modelserve.inference.router import PredictCaller, serve
@@ -193,9 +196,14 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     payload: Any = None
     payload_error: AppError | None = None
     try:
-        raw, arrays = _parse(await read_body(request, state.settings.max_body_bytes), request)
-        payload = raw
-        decoded, payload = _decode(raw, arrays, version)
+        content = await read_body(request, state.settings.max_body_bytes)
+        fast = _read_float_tensor(content, request, version)
+        if fast is not None:
+            decoded, payload = fast
+        else:
+            raw, arrays = _parse(content, request)
+            payload = raw
+            decoded, payload = _decode(raw, arrays, version)
     except AppError as exc:
         payload_error = exc
     request_id = uuid.uuid4()
@@ -212,6 +220,33 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
         outputs=to_outputs(decoded, served.version.output, served.result),
     )
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
+
+
+def _read_float_tensor(
+    body: bytes, request: Request, version: ResolvedVersion
+) -> tuple[InferenceRequest, MatrixPayload] | None:
+    """The request and its ``MatrixPayload`` when ``body_matrix`` reads its one float tensor
+    for a numeric schema; else None, and the general path reads the body (and says what is
+    wrong with it, if anything is)."""
+    if request.headers.get(binary.HEADER) is not None:
+        return None
+    read = float_tensor_request(body)
+    if read is None:
+        return None
+    raw, values = read
+    try:
+        decoded, payload = _decode(raw, {0: values}, version)
+    except AppError:
+        return None
+    if not isinstance(payload, MatrixPayload):
+        return None
+    return decoded, replace(payload, original=partial(_general_columnar, body, version))
+
+
+def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
+    """The columnar payload the general path reads from a body ``_read_float_tensor`` took."""
+    _, payload = _decode(parse_json(body), {}, version)
+    return payload.columnar() if isinstance(payload, MatrixPayload) else payload
 
 
 def _parse(body: bytes, request: Request) -> tuple[Any, dict[int, np.ndarray[Any, Any]]]:
