@@ -121,6 +121,8 @@ class MatrixPayload:
     """The payload as the general path reads it from the body (integers as integers), for a
     matrix read from JSON text: what the validator checks, and the log keeps, when the matrix
     does not keep the rules."""
+    rows_text: bytes | None = field(default=None, compare=False)
+    """The rows' JSON text as the client spelled it (``body_matrix``), for ``json_text``."""
 
     @property
     def n_rows(self) -> int:
@@ -135,9 +137,13 @@ class MatrixPayload:
         return {"columns": list(self.names), "data": self.matrix.tolist()}
 
     def json_text(self) -> bytes:
-        """The JSON text of ``columnar()``, made by orjson from the matrix (the same text)."""
+        """The JSON text of ``columnar()``: the rows' own text when the payload was read from
+        JSON, else made by orjson from the matrix (the same values)."""
         head = b'{"columns":' + orjson.dumps(self.names) + b',"data":'
-        return head + orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
+        rows = self.rows_text
+        if rows is None:
+            rows = orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY)
+        return head + rows + b"}"
 
 
 def numeric_rules(schema: InputSchema) -> MatrixRules | None:

@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from modelserve.inference.body_matrix import (
+    MIN_BYTES,
     columnar_matrix,
     float_tensor_request,
     read_v1_payload,
@@ -63,7 +64,7 @@ def test_numbers_are_read_bit_for_bit_as_orjson_reads_them(seed: int) -> None:
     rng = random.Random(seed)
     rows = [[spelled(rng) for _ in NAMES] for _ in range(400)]
     body = columnar_text(rows)
-    read = columnar_matrix(body)
+    read = columnar_matrix(body, min_bytes=0)
     assert read is not None
     names, matrix = read
     want = np.array(orjson.loads(body)["data"], dtype=np.float64)
@@ -75,21 +76,35 @@ def test_numbers_are_read_bit_for_bit_as_orjson_reads_them(seed: int) -> None:
     v2 = orjson.dumps({"id": "a[1]", "inputs": [tensor]}).replace(
         b'"data":[]', b'"data":' + body[body.index(b"[[") : -1]
     )
-    v2_read = float_tensor_request(v2)
+    v2_read = float_tensor_request(v2, min_bytes=0)
     assert v2_read is not None
-    request, flat = v2_read
-    assert request == {"id": "a[1]", "inputs": [tensor]}
-    assert np.array_equal(bits(flat.reshape(400, 3)), bits(want))
+    assert v2_read.request == {"id": "a[1]", "inputs": [tensor]}
+    assert np.array_equal(bits(v2_read.values.reshape(400, 3)), bits(want))
+    assert v2_read.rows_text == body[body.index(b"[[") : -1]
 
 
 def test_a_columnar_body_of_numbers_becomes_a_matrix_payload() -> None:
-    body = b'{"columns":["a","b[0]","c"],\r\n"data":[[1,2.5,3],[4,5,6e0]]}'
+    body = b'{"columns":["a","b[0]","c"],\r\n"data":[' + b"[1,2.5,3],[4,5,6e0]," * 200
+    body += b"[7,8,9]]}"
+    assert len(body) >= MIN_BYTES
     payload, text = read_v1_payload(body)
     assert isinstance(payload, MatrixPayload)
     assert payload.names == NAMES
-    assert payload.matrix.tolist() == [[1.0, 2.5, 3.0], [4.0, 5.0, 6.0]]
+    assert payload.matrix[:2].tolist() == [[1.0, 2.5, 3.0], [4.0, 5.0, 6.0]]
     assert payload.columnar() == orjson.loads(body)  # integers kept as integers
     assert text == body.replace(b"\r\n", b"  ")
+
+
+def test_small_bodies_take_the_general_path() -> None:
+    body = columnar_text([["1", "2", "3"]])
+    assert len(body) < MIN_BYTES
+    assert columnar_matrix(body) is None
+    assert columnar_matrix(body, min_bytes=0) is not None
+    payload, _ = read_v1_payload(body)
+    assert payload == orjson.loads(body)
+    tensor = v2_body(GOOD_TENSOR)
+    assert float_tensor_request(tensor) is None
+    assert float_tensor_request(tensor, min_bytes=0) is not None
 
 
 NOT_FOR_THE_FAST_READ = {
@@ -121,7 +136,7 @@ NOT_FOR_THE_FAST_READ = {
 
 @pytest.mark.parametrize("body", NOT_FOR_THE_FAST_READ.values(), ids=NOT_FOR_THE_FAST_READ.keys())
 def test_bodies_the_fast_read_leaves_to_the_general_path(body: bytes) -> None:
-    assert columnar_matrix(body) is None
+    assert columnar_matrix(body, min_bytes=0) is None
 
 
 def v2_body(tensor: dict[str, Any], **top: Any) -> bytes:
@@ -134,12 +149,33 @@ GOOD_TENSOR = {"name": "x", "shape": [2, 2], "datatype": "FP32", "data": [[1, 2.
 def test_a_v2_float_tensor_is_read_nested_or_flat() -> None:
     for data in ([[1, 2.5], [3, 4]], [1, 2.5, 3, 4]):
         tensor = {**GOOD_TENSOR, "data": data, "parameters": {"p": [1, "[x"]}}
-        read = float_tensor_request(v2_body(tensor, outputs=[{"name": "predict"}]))
+        read = float_tensor_request(v2_body(tensor, outputs=[{"name": "predict"}]), min_bytes=0)
         assert read is not None
-        request, flat = read
-        assert request["inputs"][0] == {**tensor, "data": []}
-        assert request["outputs"] == [{"name": "predict"}]
-        assert flat.tolist() == [1.0, 2.5, 3.0, 4.0]
+        assert read.request["inputs"][0] == {**tensor, "data": []}
+        assert read.request["outputs"] == [{"name": "predict"}]
+        assert read.values.tolist() == [1.0, 2.5, 3.0, 4.0]
+        assert read.rows_text == b"[[1,2.5],[3,4]]"  # as spelled, cut into rows
+
+
+@pytest.mark.parametrize("width", [1, 2, 5])
+def test_the_rows_text_of_flat_data_spelled_with_spaces(width: int) -> None:
+    rows = [[f"{r}.{c} " if c % 2 else f" {r + 1}{c}" for c in range(width)] for r in range(3)]
+    flat = ",".join(v for row in rows for v in row)
+    body = b'{"inputs":[{"name":"x","shape":[3,%d],"datatype":"FP64","data":[%s]}]}' % (
+        width,
+        flat.encode(),
+    )
+    read = float_tensor_request(body, min_bytes=0)
+    assert read is not None
+    assert read.rows_text is not None
+    assert orjson.loads(read.rows_text) == read.values.reshape(3, width).tolist()
+    assert read.rows_text.count(b"],[") == 2
+
+
+def test_no_rows_text_when_data_is_spelled_twice() -> None:
+    read = float_tensor_request(v2_body({**GOOD_TENSOR, "name": "data"}), min_bytes=0)
+    assert read is not None
+    assert read.rows_text is None
 
 
 NOT_A_FLOAT_TENSOR = {
@@ -158,14 +194,16 @@ NOT_A_FLOAT_TENSOR = {
 
 @pytest.mark.parametrize("tensor", NOT_A_FLOAT_TENSOR.values(), ids=NOT_A_FLOAT_TENSOR.keys())
 def test_v2_bodies_the_fast_read_leaves_to_the_general_path(tensor: dict[str, Any]) -> None:
-    assert float_tensor_request(v2_body(tensor)) is None
+    assert float_tensor_request(v2_body(tensor), min_bytes=0) is None
 
 
 def test_v2_requests_of_other_shapes_are_left_alone() -> None:
-    assert float_tensor_request(v2_body(GOOD_TENSOR)) is not None
+    assert float_tensor_request(v2_body(GOOD_TENSOR), min_bytes=0) is not None
     two = orjson.dumps({"inputs": [GOOD_TENSOR, GOOD_TENSOR]})
-    assert float_tensor_request(two) is None
+    assert float_tensor_request(two, min_bytes=0) is None
     twice = v2_body(GOOD_TENSOR).replace(b'"datatype"', b'"datatype":"FP64","datatype"')
-    assert float_tensor_request(twice) is None
+    assert float_tensor_request(twice, min_bytes=0) is None
     hidden = v2_body(GOOD_TENSOR, parameters={"a": [1], "a ": [2]}).replace(b'"a "', b'"a"')
-    assert float_tensor_request(hidden) is None  # a key twice deeper in: brackets do not add up
+    assert (
+        float_tensor_request(hidden, min_bytes=0) is None
+    )  # a key twice deeper in: brackets do not add up

@@ -93,7 +93,7 @@ def attach_inputs(request: Any, blob: bytes) -> tuple[Any, dict[int, np.ndarray[
     return request, arrays
 
 
-def encode(datatype: str, data: list[Any]) -> bytes:
+def encode(datatype: str, data: list[Any] | np.ndarray[Any, Any]) -> bytes:
     """Raw bytes of an output tensor."""
     if datatype == "BYTES":
         parts = []

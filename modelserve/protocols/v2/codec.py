@@ -21,7 +21,6 @@ from modelserve.protocols.v2.schemas import (
     InferenceRequest,
     TensorInput,
     TensorMetadata,
-    TensorOutput,
 )
 from modelserve.registry.schemas import FeatureType, InputSchema, OutputSpec
 
@@ -297,33 +296,38 @@ def input_metadata(schema: InputSchema) -> list[TensorMetadata]:
 
 def to_outputs(
     request: InferenceRequest, output: OutputSpec, result: PredictionResult
-) -> list[TensorOutput]:
-    """The requested (default: all) output tensors."""
+) -> list[dict[str, Any]]:
+    """The requested (default: all) output tensors, as the JSON objects of ``TensorOutput``
+    (made as dicts: pydantic models cost more than the rest of a one-row answer's body), the
+    probabilities' data a flat array when it came as a matrix."""
     offered = available_outputs(output)
     wanted = [o.name for o in request.outputs] if request.outputs else offered
     unknown = [name for name in wanted if name not in offered]
     if unknown:
         raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
-    tensors = []
+    tensors: list[dict[str, Any]] = []
     n_rows = len(result.predictions)
     for name in wanted:
         if name == PREDICT:
             datatype = _label_datatype(result.predictions)
+            predictions = result.predictions
             tensors.append(
-                TensorOutput(
-                    name=PREDICT, shape=[n_rows], datatype=datatype, data=result.predictions
-                )
+                {"name": PREDICT, "shape": [n_rows], "datatype": datatype, "data": predictions}
             )
         else:
             labels = [str(c) for c in output.classes or []]
+            flat: Any
             if result.matrix is not None:
-                flat = result.matrix.ravel().tolist()
+                flat = np.ascontiguousarray(result.matrix, dtype=np.float64).ravel()
             else:
                 flat = [row[label] for row in result.probabilities or [] for label in labels]
             tensors.append(
-                TensorOutput(
-                    name=PREDICT_PROBA, shape=[n_rows, len(labels)], datatype="FP64", data=flat
-                )
+                {
+                    "name": PREDICT_PROBA,
+                    "shape": [n_rows, len(labels)],
+                    "datatype": "FP64",
+                    "data": flat,
+                }
             )
     return tensors
 

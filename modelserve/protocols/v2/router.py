@@ -21,7 +21,7 @@ from modelserve.auth.caller import Caller
 from modelserve.core import migrate
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
-from modelserve.core.http import parse_json, read_body
+from modelserve.core.http import log_text, parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import (
     SECURITY_OPENAPI,
@@ -212,13 +212,13 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     )
     served = await serve(state, call)  # a batched request waits for its batch on no thread
     assert decoded is not None  # a payload error was raised by predict
-    body = InferenceResponse(
-        model_name=served.version.model_name,
-        model_version=str(served.version.number),
-        id=decoded.id or str(request_id),
-        parameters=response_parameters(served.warnings, served.runtime),
-        outputs=to_outputs(decoded, served.version.output, served.result),
-    )
+    body = {  # an InferenceResponse, made as a dict (see ``to_outputs``)
+        "model_name": served.version.model_name,
+        "model_version": str(served.version.number),
+        "id": decoded.id or str(request_id),
+        "parameters": response_parameters(served.warnings, served.runtime),
+        "outputs": to_outputs(decoded, served.version.output, served.result),
+    }
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
 
 
@@ -233,14 +233,15 @@ def _read_float_tensor(
     read = float_tensor_request(body)
     if read is None:
         return None
-    raw, values = read
     try:
-        decoded, payload = _decode(raw, {0: values}, version)
+        decoded, payload = _decode(read.request, {0: read.values}, version)
     except AppError:
         return None
     if not isinstance(payload, MatrixPayload):
         return None
-    return decoded, replace(payload, original=partial(_general_columnar, body, version))
+    rows_text = None if read.rows_text is None else log_text(read.rows_text)
+    original = partial(_general_columnar, body, version)
+    return decoded, replace(payload, original=original, rows_text=rows_text)
 
 
 def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
@@ -265,17 +266,14 @@ def _wants_binary(decoded: InferenceRequest, name: str) -> bool:
     return bool((decoded.parameters or {}).get("binary_data_output", False))
 
 
-def _render(
-    body: InferenceResponse, decoded: InferenceRequest, headers: dict[str, str]
-) -> Response:
+def _render(body: dict[str, Any], decoded: InferenceRequest, headers: dict[str, str]) -> Response:
     blobs = []
-    for tensor in body.outputs:
-        if _wants_binary(decoded, tensor.name):
-            blob = binary.encode(tensor.datatype, tensor.data or [])
-            tensor.parameters = {"binary_data_size": len(blob)}
-            tensor.data = None
+    for tensor in body["outputs"]:
+        if _wants_binary(decoded, tensor["name"]):
+            blob = binary.encode(tensor["datatype"], tensor.pop("data"))
+            tensor["parameters"] = {"binary_data_size": len(blob)}
             blobs.append(blob)
-    content = orjson.dumps(body.model_dump(exclude_none=True))
+    content = orjson.dumps(body, option=orjson.OPT_SERIALIZE_NUMPY)
     if not blobs:
         return Response(content, media_type="application/json", headers=headers)
     headers = headers | {"Inference-Header-Content-Length": str(len(content))}
