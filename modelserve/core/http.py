@@ -95,14 +95,13 @@ def parse_json_text(body: bytes) -> tuple[Any, bytes | None]:
     JSON, become spaces."""
     if not body or body.isspace():  # strip() would copy the whole body
         raise MalformedJSON("Body is empty; expected JSON.")
+    strict = True
     try:
         value = orjson.loads(body)
     except orjson.JSONDecodeError:
-        value = _parse_lenient(body)
-        check_depth(body)
-        return value, None
+        value, strict = _parse_lenient(body), False
     check_depth(body)
-    return value, log_text(body)
+    return value, log_text(body) if strict else None
 
 
 def log_text(body: bytes) -> bytes | None:

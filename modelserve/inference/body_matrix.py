@@ -166,9 +166,10 @@ def float_tensor_request(body: bytes, *, min_bytes: int = MIN_BYTES) -> FloatTen
 
 def _rows_text(body: bytes, rows: int, width: int, *, nested: bool) -> bytes | None:
     """The text of a read tensor's data (its numbers spelled as the client spelled them, for
-    the log: integers stay integers), cut into rows if it came flat. The data's key is the one
-    ``"data"`` in a body with no backslash, its array the first ``[`` after it; no bracket lies
-    inside the data but its rows' own, so it ends at the first (flat) or rows + 1st ``]``."""
+    the log: integers stay integers), cut into rows if it came flat, on one line
+    (``log_text``). The data's key is the one ``"data"`` in a body with no backslash, its array
+    the first ``[`` after it; no bracket lies inside the data but its rows' own, so it ends at
+    the first (flat) or rows + 1st ``]``."""
     key = body.find(b'"data"')
     if key < 0 or body.find(b'"data"', key + 1) >= 0:
         return None  # a string "data" elsewhere too
@@ -176,12 +177,13 @@ def _rows_text(body: bytes, rows: int, width: int, *, nested: bool) -> bytes | N
     closing = np.flatnonzero(np.frombuffer(body, np.uint8, offset=start) == ord("]"))
     text = body[start : start + int(closing[rows if nested else 0]) + 1]
     if nested:
-        return text
+        return log_text(text)
     if rows == 1:
-        return b"[" + text + b"]"
+        return log_text(b"[" + text + b"]")
     commas = np.flatnonzero(np.frombuffer(text, np.uint8) == ord(","))
     bounds = [0, *commas[width - 1 :: width].tolist(), len(text) - 1]
-    return b"[[" + b"],[".join(text[a + 1 : b] for a, b in itertools.pairwise(bounds)) + b"]]"
+    pieces = (text[a + 1 : b] for a, b in itertools.pairwise(bounds))
+    return log_text(b"[[" + b"],[".join(pieces) + b"]]")
 
 
 def read_v1_payload(body: bytes) -> tuple[Any, bytes | None]:

@@ -21,7 +21,7 @@ from modelserve.auth.caller import Caller
 from modelserve.core import migrate
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
-from modelserve.core.http import log_text, parse_json, read_body
+from modelserve.core.http import parse_json, read_body
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import (
     SECURITY_OPENAPI,
@@ -239,9 +239,8 @@ def _read_float_tensor(
         return None
     if not isinstance(payload, MatrixPayload):
         return None
-    rows_text = None if read.rows_text is None else log_text(read.rows_text)
     original = partial(_general_columnar, body, version)
-    return decoded, replace(payload, original=original, rows_text=rows_text)
+    return decoded, replace(payload, original=original, rows_text=read.rows_text)
 
 
 def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
