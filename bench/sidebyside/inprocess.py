@@ -1,6 +1,6 @@
 """In-process limit: time model.predict_proba directly, no HTTP, no JSON.
 
-For each model: per-call timings for 1-row, 100-row and 1000-row numpy inputs
+For each model (and the demo model, when make_demo.py has made it): per-call timings for 1-row, 100-row and 1000-row numpy inputs
 (the rows are the dataset's, tiled to 1000). Prints one JSON object:
   {model: {rows: {"calls": n, "p50_ms":..., "p99_ms":..., "calls_per_s": 1/mean, "rows_per_s":...}}}
 
@@ -41,12 +41,20 @@ def main() -> None:
         1000: np.tile(base, (10, 1)),
     }
 
+    plans = {"logreg": inputs, "hgb": inputs}
+    demo = models_dir / "demo.meta.json"
+    if demo.exists():  # the demo pipeline takes a DataFrame (see make_demo.py)
+        import pandas as pd
+
+        meta = json.loads(demo.read_text())
+        frame = pd.DataFrame(meta["batch_rows"], columns=meta["feature_names"], dtype=np.float64)
+        plans["demo"] = {1: frame.iloc[:1], 100: frame, 1000: pd.concat([frame] * 10)}
     result = {}
-    for name in ("logreg", "hgb"):
+    for name, model_inputs in plans.items():
         model = joblib.load(models_dir / f"{name}.joblib")
         result[name] = {}
         for rows, min_calls, min_s in PLAN:
-            t = time_calls(model.predict_proba, inputs[rows], min_calls, min_s)
+            t = time_calls(model.predict_proba, model_inputs[rows], min_calls, min_s)
             result[name][str(rows)] = {
                 "calls": int(t.size),
                 "p50_ms": float(np.median(t) * 1e3),

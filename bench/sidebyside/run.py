@@ -4,7 +4,7 @@ For every model x server: start the server pinned to CPU 1, wait until it answer
 check its probabilities against in-process predict_proba, then drive it with wrk
 pinned to CPU 0 (warm-up run, then the timed run) for each scenario, and stop it by PID.
 
-Usage: python run.py [--runs 2] [--servers floor,mlserver,bentoml] [--models logreg,hgb]
+Usage: python run.py [--runs 2] [--servers floor,mlserver,bentoml] [--models logreg,hgb,demo]
                      [--duration 10] [--warmup 3] [--scenarios single=1x16,batch100=100x4]
 Run it with a python that has numpy, scikit-learn and joblib (e.g. the floor venv).
 """
@@ -146,6 +146,8 @@ def launch_mlserver_batch(model, model_path, port, workdir):
 
 
 def request_mlserver(model, rows):
+    if model in BY_NAME:
+        return request_mlserver_frame(model, rows)
     flat = [v for row in rows for v in row]
     body = {
         "inputs": [
@@ -155,6 +157,26 @@ def request_mlserver(model, rows):
                 "datatype": "FP64",
                 "data": flat,
             }
+        ],
+        "outputs": [{"name": "predict_proba"}],
+    }
+    return f"/v2/models/{model}/infer", json.dumps(body).encode()
+
+
+def request_mlserver_frame(model, rows):
+    """For a pipeline that takes columns by name: one FP64 input per feature, named after it,
+    and the request's content type `pd`, which makes MLServer's scikit-learn runtime decode it
+    into a DataFrame (MLServer's documented way; modelserve reads the same request by name)."""
+    body = {
+        "parameters": {"content_type": "pd"},
+        "inputs": [
+            {
+                "name": name,
+                "shape": [len(rows)],
+                "datatype": "FP64",
+                "data": [row[i] for row in rows],
+            }
+            for i, name in enumerate(FEATURES[model])
         ],
         "outputs": [{"name": "predict_proba"}],
     }
@@ -227,7 +249,8 @@ def parse_bentoml(body):
 # change serving settings and read /metrics. Authentication, schema validation and the
 # prediction log stay on (their defaults); `modelserve serve --workers 1` is one process.
 
-FEATURE_NAMES: list[str] = []  # the models' features, from meta.json; set by main()
+FEATURES: dict[str, list[str]] = {}  # each model's features (meta.json); set by main()
+BY_NAME: dict[str, dict] = {}  # models whose pipeline takes columns by name -> their schema
 MS_KEY, MS_ADMIN_KEY = "api-key", "admin-api-key"  # files in the workdir
 
 
@@ -326,7 +349,10 @@ def prepare_modelserve(model, model_path, workdir):
     t0 = time.time()
     schema = workdir / "schema.json"
     schema.write_text(
-        json.dumps({"features": [{"name": f, "type": "number"} for f in FEATURE_NAMES]})
+        json.dumps(
+            BY_NAME.get(model)
+            or {"features": [{"name": f, "type": "number"} for f in FEATURES[model]]}
+        )
     )
     out = modelserve_cli(
         workdir,
@@ -364,13 +390,21 @@ def headers_modelserve(workdir):
 def request_modelserve(model, rows):
     # the columnar form: every feature named once, then one array of values per row
     return f"/v1/models/{model}/predict", json.dumps(
-        {"columns": FEATURE_NAMES, "data": rows}
+        {"columns": FEATURES[model], "data": rows}
     ).encode()
+
+
+def label_order(label: str) -> tuple:
+    """scikit-learn's order of classes (sorted values): numbers as numbers, else text."""
+    try:
+        return (0, float(label), "")
+    except ValueError:
+        return (1, 0.0, label)
 
 
 def parse_modelserve(body):
     probs = json.loads(body)["probabilities"]  # one {label: probability} per row
-    labels = sorted(probs[0], key=float)  # class labels "0", "1" -> columns in label order
+    labels = sorted(probs[0], key=label_order)  # -> columns in the model's class order
     return np.array([[p[label] for label in labels] for p in probs], dtype=np.float64)
 
 
@@ -411,6 +445,8 @@ MS_METRICS = (
     "modelserve_prediction_log_written_total",
     "modelserve_prediction_log_spilled_total",
     "modelserve_prediction_log_queue_depth",
+    "modelserve_prediction_log_batch_seconds_count",
+    "modelserve_prediction_log_batch_seconds_sum",
     "modelserve_batching_requests_total",
     "modelserve_batching_model_calls_total",
     "modelserve_batching_merged_calls_total",
@@ -429,7 +465,7 @@ def collect_modelserve(model, port, workdir):
             found[name] = found.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
     print(
         f"  {workdir.name}: "
-        + ", ".join(f"{k.removeprefix('modelserve_')} {v:.0f}" for k, v in found.items()),
+        + ", ".join(f"{k.removeprefix('modelserve_')} {v:.4g}" for k, v in found.items()),
         flush=True,
     )
 
@@ -731,7 +767,7 @@ def bench_one(
                 raise RuntimeError(
                     f"{srv.name}/{model}: HTTP {status} for {n} rows: {resp[:300]!r}"
                 )
-            got, want = srv.parse(resp), ref_model.predict_proba(np.array(rows))
+            got, want = srv.parse(resp), ref_model.predict_proba(model_input(model, rows))
             if got.shape != want.shape or not np.allclose(got, want, rtol=srv.rtol, atol=srv.atol):
                 raise RuntimeError(
                     f"{srv.name}/{model}: wrong probabilities for {n} rows:\n{got[:3]}\nvs\n{want[:3]}"
@@ -774,6 +810,16 @@ def bench_one(
         log.close()
         print(f"  {srv.name}/{model}: stopped ({note})", flush=True)
     return results
+
+
+def model_input(model: str, rows: list):
+    """What the model's own predict_proba takes: a matrix, or a DataFrame for a pipeline that
+    selects columns by name."""
+    if model in BY_NAME:
+        import pandas as pd
+
+        return pd.DataFrame(rows, columns=FEATURES[model], dtype=np.float64)
+    return np.array(rows, dtype=np.float64)
 
 
 def inprocess_rows(
@@ -921,7 +967,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--servers", default="floor,floor-h11,floor-orjson,mlserver,bentoml")
-    ap.add_argument("--models", default="logreg,hgb")
+    ap.add_argument("--models", default="logreg,hgb,demo")
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument(
@@ -938,8 +984,13 @@ def main() -> None:
 
     models_dir = args.out / "models"
     subprocess.run([sys.executable, str(BENCH / "make_models.py"), str(models_dir)], check=True)
-    meta = json.loads((models_dir / "meta.json").read_text())
-    FEATURE_NAMES[:] = meta["feature_names"]
+    metas = dict.fromkeys(("logreg", "hgb"), json.loads((models_dir / "meta.json").read_text()))
+    if "demo" in models:  # trained by modelserve's own training, so with its venv
+        make_demo = [str(VENV["modelserve"] / "bin/python"), str(BENCH / "make_demo.py")]
+        subprocess.run([*make_demo, str(models_dir)], check=True)
+        metas["demo"] = json.loads((models_dir / "demo.meta.json").read_text())
+        BY_NAME["demo"] = metas["demo"]["schema"]
+    FEATURES.update({model: meta["feature_names"] for model, meta in metas.items()})
     TEMPLATES[:] = [args.out / "modelserve-templates" / time.strftime("%Y%m%d-%H%M%S")]
     env_info = environment()
     print(json.dumps(env_info, indent=1))
@@ -955,7 +1006,7 @@ def main() -> None:
                 if srv.models is not None and model not in srv.models:
                     continue
                 try:
-                    results += bench_one(srv, model, models_dir, meta, rundir, args)
+                    results += bench_one(srv, model, models_dir, metas[model], rundir, args)
                 except Exception as e:  # report and continue with the next server
                     print(f"  !! {srv.name}/{model} FAILED: {e}", flush=True)
         order = {s: i for i, s in enumerate(["in-process"] + [s.name for s in servers])}

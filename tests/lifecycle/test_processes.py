@@ -48,6 +48,15 @@ class Cluster:
     a: str
     b: str
     headers: dict[str, str]
+    logs: dict[str, Path] = field(default_factory=dict)
+    """Each server's log, by base URL."""
+
+    def log_tails(self, lines: int = 40) -> str:
+        """The last lines of both servers' logs (for a failure message)."""
+        return "\n".join(
+            f"--- {base}:\n" + "\n".join(path.read_text().splitlines()[-lines:])
+            for base, path in self.logs.items()
+        )
 
 
 @pytest.fixture
@@ -59,7 +68,8 @@ def cluster(database_url: str, tmp_path: Path) -> Iterator[Cluster]:
     with ExitStack() as stack:
         a, _ = stack.enter_context(running_server(database_url, tmp_path / "a", **env))
         b, _ = stack.enter_context(running_server(database_url, tmp_path / "b", **env))
-        yield Cluster(a, b, {"X-API-Key": key})
+        logs = {a: tmp_path / "a" / "server.log", b: tmp_path / "b" / "server.log"}
+        yield Cluster(a, b, {"X-API-Key": key}, logs)
 
 
 def register(
@@ -102,6 +112,7 @@ class Load:
     headers: dict[str, str]
     # (sent, answered, base, status, version) per request, times from time.monotonic()
     results: list[tuple[float, float, str, int, int | None]] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
 
     def run(self, base: str) -> None:
@@ -118,6 +129,7 @@ class Load:
                     self.results.append((sent, answered, base, response.status_code, version))
                 except httpx.TransportError as exc:
                     self.results.append((sent, time.monotonic(), base, 0, None))
+                    self.errors.append(f"{base} at {sent:.3f}: {exc!r}")
                     raise AssertionError(f"transport error: {exc}") from exc
 
     def first_time_serving(self, base: str, version: int, after: float) -> float | None:
@@ -155,7 +167,8 @@ def test_alias_move_under_load_reaches_both_processes(cluster: Cluster) -> None:
         for thread in threads:
             thread.join(timeout=30)
     statuses = {status for _, _, _, status, _ in load.results}
-    assert statuses == {200}, "every request during the move succeeded"
+    failed = f"{load.errors}\n{cluster.log_tails()}"
+    assert statuses == {200}, f"every request during the move succeeded: {failed}"
     for base in (cluster.a, cluster.b):
         first = load.first_time_serving(base, 2, after=done - 60)
         assert first is not None, f"{base} never served v2"
