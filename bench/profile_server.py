@@ -109,7 +109,7 @@ def request_for(form: str, model: str, rows: list[list[float]]) -> tuple[str, by
     if form == "v2":
         return sbs.request_mlserver(model, rows)
     if form == "v1-records":
-        instances = [dict(zip(sbs.FEATURE_NAMES, row, strict=True)) for row in rows]
+        instances = [dict(zip(sbs.FEATURES[model], row, strict=True)) for row in rows]
         return f"/v1/models/{model}/predict", json.dumps({"instances": instances}).encode()
     return sbs.request_modelserve(model, rows)
 
@@ -225,7 +225,7 @@ def main() -> None:
         capture_output=True,
     )
     meta = json.loads((out / "models" / "meta.json").read_text())
-    sbs.FEATURE_NAMES[:] = meta["feature_names"]
+    sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
     sbs.VENV["modelserve"] = Path(sys.prefix)
     sbs.TEMPLATES[:] = [out / "profile" / "templates"]
     for model in args.models.split(","):
