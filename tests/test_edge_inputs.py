@@ -2,8 +2,18 @@
 
 from __future__ import annotations
 
-from factories import iris_instance, register_iris
+import numpy as np
+from factories import (
+    IRIS_FEATURES,
+    iris_frame,
+    iris_instance,
+    iris_schema,
+    register,
+    register_iris,
+    to_bytes,
+)
 from fastapi.testclient import TestClient
+from sklearn.linear_model import LinearRegression
 
 BIG = 2**31
 
@@ -42,6 +52,24 @@ def test_huge_and_extreme_numbers_are_refused_and_logged(client: TestClient) -> 
     logged = client.get("/v1/predictions").json()["data"]
     assert [r["http_status"] for r in logged] == [422, 422]
     assert logged[1]["inputs"][0]["sepal_length"] == str(10**400)
+
+
+def test_outputs_near_the_float_limit_are_served(client: TestClient) -> None:
+    # Each row's output is finite though their sum is not: the finiteness check must not refuse.
+    frame = iris_frame()
+    model = LinearRegression().fit(frame[IRIS_FEATURES].to_numpy(), frame["petal_width"])
+    model.coef_ = np.array([1e8, 0.0, 0.0, 0.0])
+    model.intercept_ = 0.0
+    data = to_bytes(model, "skops")
+    schema = iris_schema()
+    for feature in schema["features"]:
+        feature.pop("maximum", None)
+    response = register(client, "big", data, schema, filename="big.skops", runtime="sklearn")
+    assert response.status_code == 201, response.text
+    rows = [iris_instance() | {"sepal_length": 1.5e300} for _ in range(2)]
+    answer = client.post("/v1/models/big/predict", json={"instances": rows})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["predictions"] == [1.5e308, 1.5e308]
 
 
 def test_nul_characters_are_a_4xx_and_logged(client: TestClient) -> None:

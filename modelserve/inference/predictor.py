@@ -183,9 +183,18 @@ class Predictor:
         )
 
 
+def _all_finite(values: np.ndarray[Any, Any] | None) -> bool:
+    # The common case in two calls; which rows are not is worked out only when some are not.
+    if values is None or values.dtype.kind != "f":
+        return True
+    return bool(np.isfinite(values).all())
+
+
 def _refuse_non_finite(
     predictions: np.ndarray[Any, Any], probabilities: np.ndarray[Any, Any] | None
 ) -> None:
+    if _all_finite(predictions) and _all_finite(probabilities):
+        return
     bad = np.zeros(len(predictions), dtype=bool)
     if predictions.dtype.kind == "f":
         finite = np.isfinite(predictions)
