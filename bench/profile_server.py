@@ -118,7 +118,8 @@ def profile_model(
     model: str, forms: list[str], rows_list: list[int], args: argparse.Namespace, out: Path
 ) -> None:
     """One server for the model; py-spy attaches to it once per request form."""
-    meta = json.loads((out / "models" / "meta.json").read_text())
+    name = "demo.meta.json" if model == "demo" else "meta.json"
+    meta = json.loads((out / "models" / name).read_text())
     port = 18050
     proc = None
     # the prepared data dir is kept for the next profile (registering takes a while)
@@ -212,7 +213,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--models", default="logreg,hgb")
+    ap.add_argument("--models", default="logreg,hgb", help="any of logreg, hgb, demo")
     ap.add_argument("--forms", default="v1-columnar,v1-records,v2")
     ap.add_argument("--rows", default="1", help="1, 100 or 1,100")
     ap.add_argument("--duration", type=int, default=15)
@@ -227,6 +228,12 @@ def main() -> None:
     meta = json.loads((out / "models" / "meta.json").read_text())
     sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
     sbs.VENV["modelserve"] = Path(sys.prefix)
+    if "demo" in args.models.split(","):  # trained as `modelserve demo` does (make_demo.py)
+        make_demo = [sys.executable, str(HERE / "sidebyside" / "make_demo.py"), str(out / "models")]
+        subprocess.run(make_demo, check=True, capture_output=True)
+        demo = json.loads((out / "models" / "demo.meta.json").read_text())
+        sbs.FEATURES["demo"] = demo["feature_names"]
+        sbs.BY_NAME["demo"] = demo["schema"]
     sbs.TEMPLATES[:] = [out / "profile" / "templates"]
     for model in args.models.split(","):
         profile_model(

@@ -90,6 +90,39 @@ def test_infer_both_layouts(client: TestClient, inputs: list[dict[str, Any]]) ->
     }
 
 
+def test_feature_inputs_read_as_a_matrix_answer_and_log_as_the_general_path(
+    client: TestClient,
+) -> None:
+    # Flat float data (read straight into a matrix) against the same values nested as [N, 1]
+    # (read value by value): same answer and same log entry, for inputs in reverse order, and
+    # the same refusal for a value the schema refuses.
+    register_iris(client)
+    rows = [iris_instance(i) for i in (0, 50, 100, 149)]
+
+    def nested(inputs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            t | {"shape": [len(t["data"]), 1], "data": [[v] for v in t["data"]]} for t in inputs
+        ]
+
+    def logged() -> Any:
+        [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+        return {k: row[k] for k in ("inputs", "outputs", "error", "status", "http_status")}
+
+    reversed_inputs = per_feature(rows)[::-1]
+    refused = per_feature(rows)
+    refused[1] = refused[1] | {"data": [3.0, -1.5, 2.0, 3.0]}  # minimum 0
+    for inputs in (reversed_inputs, refused):
+        answers, logs = [], []
+        for spelling in (inputs, nested(inputs)):
+            response = client.post("/v2/models/iris/infer", json={"id": "x", "inputs": spelling})
+            answers.append((response.status_code, response.json()))
+            logs.append(logged())
+        assert answers[0] == answers[1]
+        assert logs[0] == logs[1]
+    assert answers[0][0] == 400 and logs[0]["status"] == "invalid"
+    assert logs[0]["error"]["details"][0]["feature"] == IRIS_FEATURES[1]
+
+
 def test_outputs_selection_and_generated_id(client: TestClient) -> None:
     register_iris(client)
     body = {"inputs": per_feature(), "outputs": [{"name": "predict_proba"}]}

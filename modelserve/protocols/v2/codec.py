@@ -172,6 +172,40 @@ def _float_matrix(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
     return np.array(values, dtype=np.float64).reshape(rows, width)
 
 
+def _float_column(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
+    """A feature tensor's values ([N] or [N, 1]) as float64, built by numpy, when they are
+    binary floats or flat JSON data of floats only (the values ``_column_values`` would give);
+    None for anything else, which goes that way."""
+    if tensor.datatype not in _FLOAT_DATATYPES or not 1 <= len(tensor.shape) <= 2:
+        return None
+    count = tensor.shape[0]
+    if len(tensor.shape) == 2 and tensor.shape[1] != 1:
+        return None
+    array = tensor.array
+    if array is not None:
+        return array.astype(np.float64) if array.size == count else None
+    data = tensor.data
+    if len(data) != count or set(map(type, data)) != {float}:
+        return None
+    return np.array(data, dtype=np.float64)
+
+
+def _feature_matrix(inputs: list[TensorInput], names: list[str]) -> MatrixPayload | None:
+    """For a numeric schema, one float input per feature (each once, in any order): their
+    values as a matrix in the inputs' order, the columnar payload they stand for; else None."""
+    if len(inputs) != len(names) or {t.name for t in inputs} != set(names):
+        return None
+    columns: list[np.ndarray[Any, Any]] = []
+    for tensor in inputs:
+        column = _float_column(tensor)
+        if column is None or (columns and len(column) != len(columns[0])):
+            return None
+        columns.append(column)
+    if not len(columns[0]):
+        return None
+    return MatrixPayload([t.name for t in inputs], np.column_stack(columns))
+
+
 def _column_values(tensor: TensorInput) -> list[Any]:
     """A feature tensor's values ([N] or [N, 1]), checked as ``tensor_values`` checks them."""
     data = tensor.values()
@@ -238,6 +272,10 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
             kinds = [types[n] for n in names]
             data = [[_as_feature(v, k) for v, k in zip(row, kinds, strict=True)] for row in data]
         return {"columns": list(names), "data": data}
+    if numeric:
+        by_feature = _feature_matrix(inputs, names)
+        if by_feature is not None:
+            return by_feature
     columns: dict[str, list[Any]] = {}
     for tensor in inputs:
         if tensor.name in columns:
