@@ -377,7 +377,7 @@ class InferenceService:
                     "The model failed on this input.",
                     details={"error": f"{type(outcome).__name__}: {outcome}"},
                 )
-            self._log_failure(call, version, variant, error)
+            self._log_failure(call, version, variant, error, runtime=admitted.runtime)
             raise error from (None if error is outcome else outcome)
         outputs: dict[str, Any] = {"predictions": outcome.predictions}
         if outcome.probabilities is not None:
@@ -396,13 +396,20 @@ class InferenceService:
             n_rows=admitted.batch.n_rows,
             inputs_log_safe=admitted.batch.log_safe,
             inputs_checked=admitted.batch.matrix is not None,
+            runtime=admitted.runtime,
         )
         if admitted.shadow is not None and self.shadows is not None:
             self.shadows.submit(call, admitted.shadow)
         return Served(version, outcome, warnings, admitted.runtime)
 
     def _log_failure(
-        self, call: PredictCall, version: ResolvedVersion, variant: Variant, exc: AppError
+        self,
+        call: PredictCall,
+        version: ResolvedVersion,
+        variant: Variant,
+        exc: AppError,
+        *,
+        runtime: Runtime | None = None,
     ) -> None:
         self._log(
             call,
@@ -411,6 +418,7 @@ class InferenceService:
             status=_status_of(exc),
             http_status=exc.status_code,
             error=exc.to_body().model_dump(),
+            runtime=runtime,
         )
 
     def _log(
@@ -426,6 +434,7 @@ class InferenceService:
         n_rows: int = 0,
         inputs_log_safe: bool = False,
         inputs_checked: bool = False,
+        runtime: Runtime | None = None,
     ) -> None:
         if call.protocol == "v2":
             http_status = v2_status(http_status)  # what the client was answered
@@ -449,5 +458,6 @@ class InferenceService:
                 error=None if error is None else loggable(error),
                 created_at=utcnow(),
                 variant=variant,
+                runtime=runtime,
             )
         )

@@ -46,6 +46,8 @@ class Prediction(Base):
     http_status: Mapped[int] = mapped_column(Integer)
     latency_ms: Mapped[float] = mapped_column(Float)
     n_rows: Mapped[int] = mapped_column(Integer, default=0)
+    runtime: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """sklearn or onnx: what ran the model; null when it did not run."""
     inputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
     outputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
     error: Mapped[Any] = mapped_column(JSONType, nullable=True)

@@ -32,6 +32,8 @@ class PredictionRecord:
     error: Any
     created_at: datetime
     variant: str = "primary"
+    runtime: str | None = None
+    """The runtime that ran the model (sklearn or onnx); None when it did not run."""
 
 
 class PredictionPublic(BaseModel):
@@ -53,6 +55,10 @@ class PredictionPublic(BaseModel):
     http_status: int
     latency_ms: float
     n_rows: int
+    runtime: str | None = Field(
+        description="The runtime that ran the model: sklearn or onnx (the verified ONNX twin); "
+        "null when the model did not run (the request was refused first)."
+    )
     inputs: Any
     outputs: Any
     error: Any

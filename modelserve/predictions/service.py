@@ -81,6 +81,7 @@ class PredictionQueryService:
                 http_status=p.http_status,
                 latency_ms=p.latency_ms,
                 n_rows=p.n_rows,
+                runtime=p.runtime,
                 inputs=p.inputs,
                 outputs=p.outputs,
                 error=p.error,

@@ -45,3 +45,23 @@ def test_log_query_errors(client: TestClient) -> None:
     assert client.get("/v1/predictions", params={"limit": 0}).status_code == 422
     assert client.get("/v1/predictions", params={"limit": 501}).status_code == 422
     assert client.get("/v1/predictions").json() == {"data": [], "next_cursor": None}
+
+
+def test_the_log_says_which_runtime_ran_the_model(client: TestClient) -> None:
+    register_iris(client)
+    answers = []
+    for runtime in ("onnx", "sklearn"):
+        assert client.put("/v1/models/iris/serving", json={"runtime": runtime}).status_code == 200
+        v1 = client.post("/v1/models/iris/predict", json={"instances": [iris_instance()]})
+        v2 = client.post(
+            "/v2/models/iris/infer",
+            json={
+                "inputs": [{"name": "x", "shape": [1, 4], "datatype": "FP64", "data": [1.0] * 4}]
+            },
+        )
+        answers += [v1.json()["runtime"], v2.json()["parameters"]["runtime"]]
+    refused = client.post("/v1/models/iris/predict", json={"instances": [{"sepal_length": "x"}]})
+    assert refused.status_code == 422
+    logged = client.get("/v1/predictions").json()["data"][::-1]  # oldest first
+    assert answers == ["onnx", "onnx", "sklearn", "sklearn"]
+    assert [row["runtime"] for row in logged] == [*answers, None]

@@ -119,7 +119,8 @@ def test_feature_inputs_read_as_a_matrix_answer_and_log_as_the_general_path(
             logs.append(logged())
         assert answers[0] == answers[1]
         assert logs[0] == logs[1]
-    assert answers[0][0] == 400 and logs[0]["status"] == "invalid"
+    assert answers[0][0] == 400
+    assert logs[0]["status"] == "invalid"
     assert logs[0]["error"]["details"][0]["feature"] == IRIS_FEATURES[1]
 
 
