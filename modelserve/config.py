@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from modelserve.registry.schemas import DEFAULT_RUNTIME, Runtime
+
 MIN_SECRET_BYTES = 32
 MIN_DATABASE_URL_CHARS = 10
 """Shorter than ``sqlite:///`` cannot be a database URL: a truncated or empty secret file."""
@@ -129,8 +131,8 @@ class Settings(BaseSettings):
     inference_threads: int = Field(
         default=4, ge=1, description="Threads running model code, off the event loop."
     )
-    default_runtime: Literal["sklearn", "onnx"] = Field(
-        default="onnx",
+    default_runtime: Runtime = Field(
+        default=DEFAULT_RUNTIME,
         description="The runtime a newly registered model starts with. onnx: its versions with "
         "a verified ONNX twin run on ONNX Runtime (faster; probabilities within the twin's "
         "checked bound), the others on scikit-learn; sklearn: scikit-learn always. Each model "

@@ -234,7 +234,8 @@ def _matrix_batch(
     matrix: np.ndarray[Any, Any] | None = payload.matrix
     if (
         rules is not None
-        and payload.matrix.shape == (payload.n_rows, rules.width)
+        and payload.matrix.ndim == 2
+        and payload.matrix.shape[1] == rules.width
         and 0 < payload.n_rows <= validator.max_rows
     ):
         if payload.names != rules.names:

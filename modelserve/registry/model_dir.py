@@ -19,7 +19,12 @@ from sqlalchemy import select
 from modelserve.core.db import Database
 from modelserve.core.errors import AppError
 from modelserve.registry.models import Model, ModelVersion
-from modelserve.registry.schemas import InputSchema, RegistrationMetadata, Runtime
+from modelserve.registry.schemas import (
+    DEFAULT_RUNTIME,
+    InputSchema,
+    RegistrationMetadata,
+    Runtime,
+)
 from modelserve.registry.service import (
     EXTENSION_FORMATS,
     RegistryService,
@@ -72,7 +77,7 @@ def _read_schema(path: Path) -> InputSchema:
 
 
 def register_model_dir(
-    db: Database, directory: Path, name: str | None, default_runtime: Runtime = "onnx"
+    db: Database, directory: Path, name: str | None, default_runtime: Runtime = DEFAULT_RUNTIME
 ) -> tuple[str, int]:
     """Register the directory's model under ``name`` (unless this very artifact already is a
     version of it) and return (name, version number) for the caller to alias; a new model

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from modelserve.registry.models import Model, ModelAlias, ModelArtifact, ModelVersion
+from modelserve.registry.schemas import DEFAULT_RUNTIME, Runtime
 
 
 class RegistryRepository:
@@ -27,7 +28,7 @@ class RegistryRepository:
         """Every model, by name."""
         return self.session.scalars(select(Model).order_by(Model.name)).all()
 
-    def add_model(self, name: str, runtime: str = "onnx") -> Model:
+    def add_model(self, name: str, runtime: Runtime = DEFAULT_RUNTIME) -> Model:
         """Create a model (flushes, so a concurrent duplicate fails here)."""
         model = Model(name=name, runtime=runtime)
         self.session.add(model)

@@ -209,6 +209,8 @@ class BatchingSettings(BaseModel):
 
 
 Runtime = Literal["sklearn", "onnx"]
+DEFAULT_RUNTIME: Runtime = "onnx"
+"""The runtime a newly registered model starts with unless the server's settings say otherwise."""
 
 
 class ServingSettings(BaseModel):

@@ -25,6 +25,7 @@ from modelserve.registry.onnx import attempt_twin
 from modelserve.registry.repository import RegistryRepository
 from modelserve.registry.sandbox import SandboxLimits, vet
 from modelserve.registry.schemas import (
+    DEFAULT_RUNTIME,
     AliasPublic,
     BatchingSettings,
     InputSchema,
@@ -118,7 +119,7 @@ class RegistryService:
         filename: str | None = None,
         environment: dict[str, str] | None = None,
         limits: SandboxLimits | None = None,
-        default_runtime: Runtime = "onnx",
+        default_runtime: Runtime = DEFAULT_RUNTIME,
     ) -> VersionPublic:
         """Check an artifact loads safely and honours its schema, then store it as a new version.
 

@@ -14,7 +14,12 @@ from sqlalchemy.orm import Session
 from modelserve.core.errors import ValidationFailed
 from modelserve.registry.environment import current_environment
 from modelserve.registry.loaders import dump_skops
-from modelserve.registry.schemas import RegistrationMetadata, Runtime, VersionPublic
+from modelserve.registry.schemas import (
+    DEFAULT_RUNTIME,
+    RegistrationMetadata,
+    Runtime,
+    VersionPublic,
+)
 from modelserve.registry.service import RegistryService
 from modelserve.training.estimators import DEFAULT_ALGORITHM, Algorithm, ParamValue
 from modelserve.training.pipeline import TrainedModel, train
@@ -83,7 +88,10 @@ def fit(
 
 
 def register_trained(
-    session: Session, job: TrainingJob, trained: TrainedModel, default_runtime: Runtime = "onnx"
+    session: Session,
+    job: TrainingJob,
+    trained: TrainedModel,
+    default_runtime: Runtime = DEFAULT_RUNTIME,
 ) -> VersionPublic:
     """Store a fitted model as a new version (skops), with its schema and metrics; a new model
     starts with ``default_runtime``."""
