@@ -26,6 +26,11 @@ NAMING_CONVENTION = {
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 """Real JSON: JSONB on PostgreSQL, JSON (text) on SQLite."""
 
+WrittenJSONType = JSON()
+"""JSON kept as it was written: ``json`` on PostgreSQL (checked, stored as text: no conversion to
+jsonb's binary form, whose numbers are ``numeric``s, on every insert), JSON (text) on SQLite. For
+the prediction log, written far more often than it is queried inside the database."""
+
 
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Float, ForeignKey, Index, Integer, String, Un
 from sqlalchemy.orm import Mapped, mapped_column
 
 from modelserve.core.clock import utcnow
-from modelserve.core.db import Base, JSONType, UTCDateTime
+from modelserve.core.db import Base, UTCDateTime, WrittenJSONType
 
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -48,7 +48,7 @@ class Prediction(Base):
     n_rows: Mapped[int] = mapped_column(Integer, default=0)
     runtime: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """sklearn or onnx: what ran the model; null when it did not run."""
-    inputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    outputs: Mapped[Any] = mapped_column(JSONType, nullable=True)
-    error: Mapped[Any] = mapped_column(JSONType, nullable=True)
+    inputs: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
+    outputs: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
+    error: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

@@ -65,3 +65,13 @@ def test_the_log_says_which_runtime_ran_the_model(client: TestClient) -> None:
     logged = client.get("/v1/predictions").json()["data"][::-1]  # oldest first
     assert answers == ["onnx", "onnx", "sklearn", "sklearn"]
     assert [row["runtime"] for row in logged] == [*answers, None]
+
+
+def test_the_log_keeps_the_inputs_as_they_were_written(client: TestClient) -> None:
+    # PostgreSQL keeps the log as json, not jsonb (which reorders keys and respells numbers).
+    register_iris(client)
+    instance = dict(reversed(list(iris_instance().items()))) | {"sepal_width": 3.50}
+    assert client.post("/v1/models/iris/predict", json={"instances": [instance]}).status_code == 200
+    [row] = client.get("/v1/predictions").json()["data"]
+    assert list(row["inputs"][0]) == list(instance)
+    assert row["inputs"][0] == instance
