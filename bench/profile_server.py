@@ -229,11 +229,7 @@ def main() -> None:
     sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
     sbs.VENV["modelserve"] = Path(sys.prefix)
     if "demo" in args.models.split(","):  # trained as `modelserve demo` does (make_demo.py)
-        make_demo = [sys.executable, str(HERE / "sidebyside" / "make_demo.py"), str(out / "models")]
-        subprocess.run(make_demo, check=True, capture_output=True)
-        demo = json.loads((out / "models" / "demo.meta.json").read_text())
-        sbs.FEATURES["demo"] = demo["feature_names"]
-        sbs.BY_NAME["demo"] = demo["schema"]
+        sbs.make_demo(out / "models", capture=True)
     sbs.TEMPLATES[:] = [out / "profile" / "templates"]
     for model in args.models.split(","):
         profile_model(

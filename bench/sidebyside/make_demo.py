@@ -8,8 +8,9 @@ by hand, MLServer from a V2 request with `content_type: pd`, modelserve from its
 
 Writes into OUT_DIR (default: bench/out/models):
   demo.joblib     the fitted pipeline (what modelserve would store as skops)
-  demo.meta.json  feature names (schema order), one sample row, the first 100 rows, and the
-                  trained input schema (registered with the joblib, as training registers it)
+  demo.meta.json  feature names (schema order), one sample row, 100 rows (every third row of
+                  the data, all three species, twice), and the trained input schema
+                  (registered with the joblib, as training registers it)
 
 Runs with modelserve installed (the modelserve venv): python make_demo.py [OUT_DIR]
 """

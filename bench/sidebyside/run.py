@@ -859,6 +859,17 @@ def bench_server(
     return results
 
 
+def make_demo(models_dir: Path, capture: bool = False) -> dict:
+    """Train the demo model (make_demo.py: modelserve's own training, so with modelserve's venv)
+    and register its features and schema here; its meta.json."""
+    command = [str(VENV["modelserve"] / "bin/python"), str(BENCH / "make_demo.py"), str(models_dir)]
+    subprocess.run(command, check=True, capture_output=capture)
+    meta = json.loads((models_dir / "demo.meta.json").read_text())
+    FEATURES["demo"] = meta["feature_names"]
+    BY_NAME["demo"] = meta["schema"]
+    return meta
+
+
 def model_input(model: str, rows: list):
     """What the model's own predict_proba takes: a matrix, or a DataFrame for a pipeline that
     selects columns by name."""
@@ -1032,12 +1043,9 @@ def main() -> None:
     models_dir = args.out / "models"
     subprocess.run([sys.executable, str(BENCH / "make_models.py"), str(models_dir)], check=True)
     metas = dict.fromkeys(("logreg", "hgb"), json.loads((models_dir / "meta.json").read_text()))
-    if "demo" in models:  # trained by modelserve's own training, so with its venv
-        make_demo = [str(VENV["modelserve"] / "bin/python"), str(BENCH / "make_demo.py")]
-        subprocess.run([*make_demo, str(models_dir)], check=True)
-        metas["demo"] = json.loads((models_dir / "demo.meta.json").read_text())
-        BY_NAME["demo"] = metas["demo"]["schema"]
     FEATURES.update({model: meta["feature_names"] for model, meta in metas.items()})
+    if "demo" in models:
+        metas["demo"] = make_demo(models_dir)
     TEMPLATES[:] = [args.out / "modelserve-templates" / time.strftime("%Y%m%d-%H%M%S")]
     env_info = environment()
     print(json.dumps(env_info, indent=1))
