@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from functools import partial
 from typing import Annotated, Any
 
@@ -16,6 +15,7 @@ from modelserve.auth.caller import Caller
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError
 from modelserve.core.http import read_body
+from modelserve.core.ids import new_request_id
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import ALIAS_MAX_LENGTH, SECURITY_OPENAPI, ModelNamePath, request_caller
 from modelserve.inference.body_matrix import read_v1_payload
@@ -87,7 +87,7 @@ async def predict_path(request: Request, caller: Caller, target: Target) -> Resp
     state: AppState = request.app.state.modelserve
     caller.require_model(target.name)
     started = time.perf_counter()
-    request_id = uuid.uuid4()
+    request_id = new_request_id()
     payload: Any = None
     text: bytes | None = None
     payload_error: AppError | None = None

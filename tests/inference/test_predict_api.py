@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from typing import Any
 
 import pytest
@@ -67,6 +69,38 @@ def test_predict_response_and_log(client: TestClient) -> None:
     }
     assert row["error"] is None
     assert row["latency_ms"] > 0
+
+
+def test_request_ids_are_time_ordered(client: TestClient) -> None:
+    """Request ids are UUID version 7: their first 48 bits are the time in milliseconds, so a
+    later request's id sorts after an earlier one's (and the log's index on them appends)."""
+    register_iris(client)
+    before_ms = time.time_ns() // 1_000_000
+    ids: list[uuid.UUID] = []
+    for n in range(4):
+        if n % 2:
+            response = client.post(
+                "/v1/models/iris/predict", json={"instances": [iris_instance(n)]}
+            )
+        else:
+            inputs = [
+                {"name": "input-0", "shape": [1, 4], "datatype": "FP64", "data": _iris_row(n)}
+            ]
+            response = client.post("/v2/models/iris/infer", json={"inputs": inputs})
+        assert response.status_code == 200, response.text
+        ids.append(uuid.UUID(response.headers["x-request-id"]))
+        time.sleep(0.002)  # the next id's millisecond is a later one
+    after_ms = time.time_ns() // 1_000_000
+    assert all(i.version == 7 and i.variant == uuid.RFC_4122 for i in ids)
+    stamps = [i.int >> 80 for i in ids]
+    assert before_ms <= stamps[0] < stamps[1] < stamps[2] < stamps[3] <= after_ms
+    assert sorted(ids) == ids
+    logged = [uuid.UUID(row["request_id"]) for row in log(client, model="iris")]
+    assert sorted(logged) == ids  # the log lists the same ids (newest first)
+
+
+def _iris_row(n: int) -> list[float]:
+    return [float(v) for v in iris_instance(n).values()]
 
 
 def test_resolution_production_else_latest(client: TestClient) -> None:

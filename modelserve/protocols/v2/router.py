@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import replace
 from functools import partial
 from typing import Annotated, Any
@@ -22,6 +21,7 @@ from modelserve.core import migrate
 from modelserve.core.db import MAX_ID
 from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
 from modelserve.core.http import parse_json, read_body
+from modelserve.core.ids import new_request_id
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import (
     SECURITY_OPENAPI,
@@ -206,7 +206,7 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
             decoded, payload = _decode(raw, arrays, version)
     except AppError as exc:
         payload_error = exc
-    request_id = uuid.uuid4()
+    request_id = new_request_id()
     call = PredictCall(
         target, payload, payload_error, request_id, started, caller, "v2", choice=choice
     )
