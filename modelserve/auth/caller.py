@@ -14,7 +14,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from modelserve.auth.cache import GraceCache, Outage
+from modelserve.auth.cache import GraceCache, Outage, Refresher
 from modelserve.auth.models import ApiKey, LoginSession
 from modelserve.auth.ratelimit import RateLimiter
 from modelserve.auth.throttle import KeyFailures
@@ -113,6 +113,8 @@ class Authenticator:
         self._users: GraceCache[int, _UserState | None] = GraceCache(ttl, grace, self.outage)
         self._sessions: GraceCache[uuid.UUID, bool] = GraceCache(ttl, grace, self.outage)
         self._keys: GraceCache[str, _KeyState | None] = GraceCache(ttl, grace, self.outage)
+        self.refresher = Refresher()
+        """Reads cached entries again before they expire (see ``auth.cache``)."""
 
     @classmethod
     def of(
@@ -134,7 +136,8 @@ class Authenticator:
         )
 
     def close(self) -> None:
-        """Write the failed-key tallies to the audit log."""
+        """Stop refreshing; write the failed-key tallies to the audit log."""
+        self.refresher.close()
         if self.key_failures is not None:
             self.key_failures.close()
 
@@ -174,13 +177,16 @@ class Authenticator:
         user = self._user(claims.user_id, cached_only)
         return Caller(user_id=claims.user_id, username=user.username, role=user.role)
 
-    @staticmethod
-    def _lookup(cache: GraceCache[K, T], key: K, load: Callable[[K], T], cached_only: bool) -> T:
+    def _lookup(
+        self, cache: GraceCache[K, T], key: K, load: Callable[[K], T], cached_only: bool
+    ) -> T:
         if not cached_only:
             return cache.get(key, lambda: load(key))
-        fresh, value = cache.peek(key)
+        fresh, value, due = cache.peek_due(key)
         if not fresh:
             raise _CacheMiss
+        if due:
+            self.refresher.submit(cache, key, lambda: load(key))
         return value  # type: ignore[return-value]
 
     def _from_key(self, key: str, cached_only: bool) -> Caller:

