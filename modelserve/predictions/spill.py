@@ -258,8 +258,8 @@ def _batches(path: Path, size: int) -> Iterator[list[PredictionRecord]]:
     batch: list[PredictionRecord] = []
     with path.open("rb") as handle:
         for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
+            if not line.strip(b" \t\r\n\x00"):
+                continue  # blank, or a journal segment's zeros past its last line
             try:
                 batch.append(loads(line))
             except (ValueError, TypeError, KeyError) as exc:

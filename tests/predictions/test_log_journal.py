@@ -1,5 +1,6 @@
 """The journal's checkpoints: a segment is kept until every record in it is committed (or
-spilled), then deleted; the current one is truncated."""
+spilled), then deleted; the current one is zeroed. A segment is a file of ``segment_bytes``
+(zeros past its last line), holding the lines that fit."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from modelserve.predictions.spill import SpillStore
 
 
 def segments(directory: Path) -> dict[str, list[bytes]]:
-    return {p.name.split(".")[1]: p.read_bytes().splitlines() for p in directory.glob("*.journal")}
+    return {
+        p.name.split(".")[1]: p.read_bytes().rstrip(b"\x00").splitlines()
+        for p in directory.glob("*.journal")
+    }
 
 
 @pytest.mark.parametrize("fsync_ms", [0, 1])
@@ -20,9 +24,9 @@ def test_a_segment_is_dropped_once_every_record_in_it_is_done(
     tmp_path: Path, fsync_ms: int
 ) -> None:
     spill = SpillStore(tmp_path)
-    journal = Journal(spill, fsync_ms=fsync_ms, segment_bytes=10)
+    journal = Journal(spill, fsync_ms=fsync_ms, segment_bytes=16)
     journal.open()
-    numbers = [journal.append(b'{"n":%d}\n' % n) for n in range(5)]  # 8 bytes: 2 per segment
+    numbers = [journal.append(b'{"n":%d}\n' % n) for n in range(5)]  # 8 bytes: 2 fit a segment
     assert numbers == [0, 1, 2, 3, 4]
     assert segments(tmp_path) == {
         "0": [b'{"n":0}', b'{"n":1}'],
@@ -35,7 +39,8 @@ def test_a_segment_is_dropped_once_every_record_in_it_is_done(
     journal.done([0])
     assert set(segments(tmp_path)) == {"1", "2"}
     journal.done([4, 3])
-    assert segments(tmp_path) == {"2": []}  # the current segment, truncated
+    assert segments(tmp_path) == {"2": []}  # the current segment, zeroed
+    assert (tmp_path / next(p.name for p in tmp_path.glob("*.2.journal"))).stat().st_size == 16
     assert journal.append(b'{"n":5}\n') == 5
     assert segments(tmp_path) == {"2": [b'{"n":5}']}
     journal.close()  # one record not done: kept for the next process, with the owner's lock
@@ -53,3 +58,18 @@ def test_a_closed_journal_with_every_record_done_leaves_nothing(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(OSError, match="closed"):
         journal.append(b"{}\n")
+
+
+def test_a_line_longer_than_a_segment_gets_a_segment_of_its_own(tmp_path: Path) -> None:
+    spill = SpillStore(tmp_path)
+    journal = Journal(spill, segment_bytes=16)
+    journal.open()
+    long_line = b'{"n":"' + b"x" * 40 + b'"}\n'
+    journal.append(b'{"n":0}\n')
+    journal.append(long_line)
+    journal.append(b'{"n":2}\n')
+    assert segments(tmp_path) == {"0": [b'{"n":0}'], "1": [long_line[:-1]], "2": [b'{"n":2}']}
+    journal.done([0, 1, 2])
+    journal.close()
+    spill.close()
+    assert list(tmp_path.iterdir()) == []
