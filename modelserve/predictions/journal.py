@@ -6,14 +6,14 @@ crash can, and ``fsync_ms`` bounds that window). The journal lives in the spill 
 the spill store's owner (and its flock): ``<owner>.<n>.journal``, segments of ``segment_bytes``.
 
 A segment is a file of that size, its blocks allocated up front (``posix_fallocate``: a full
-disk refuses a new segment, an ``OSError``, instead of failing a write into the map), mapped into
-memory: an append is a copy into the map, with no system call. An ``os.write`` per record cost
-the event loop more than the call itself: it releases the GIL, which the log writer thread,
+disk refuses a new segment, an ``OSError``, instead of failing a write into the map), mapped
+into memory: an append is a copy into the map, with no system call. An ``os.write`` per record
+cost the event loop more than the call itself: it releases the GIL, which the log writer thread,
 busy with a batch, then holds for up to the switch interval (bench/journal.py, in process:
-``put`` went from 69-80 us to 40-56 us per record, 18 of them making the line). The pages are the file's own page cache, so a killed process leaves
-them to the kernel exactly as written; past the last line the file holds zeros, which replay
-skips, and a line cut short by a kill in the middle of its copy (its request never answered)
-is skipped as unreadable.
+``put`` went from 69-80 us to 40-56 us per record, 18 of them making the line). The pages are
+the file's own page cache, so a killed process leaves them to the kernel exactly as written;
+past the last line the file holds zeros, which replay skips, and a line cut short by a kill in
+the middle of its copy (its request never answered) is skipped as unreadable.
 
 Every record gets a sequence number. Once the writer has committed a record (or spilled it:
 the spill file is fsynced), it calls ``done``: a segment whose records are all done is deleted

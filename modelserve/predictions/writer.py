@@ -1,9 +1,9 @@
 """The prediction log's writer: a bounded in-memory queue drained by one background thread.
 
-``put`` never touches the database: it appends the record to this process's journal (a copy
-into a memory-mapped file, see journal.py) and enqueues it, or, when the queue is full, appends it to this
-process's spill file (fsynced) before returning. The thread writes whatever is queued,
-up to ``batch_size`` records, in one transaction (a multi-row INSERT that skips rows already
+``put`` never touches the database: it appends the record to this process's journal (a copy into
+a memory-mapped file, see journal.py) and enqueues it, or, when the queue is full, appends it to
+this process's spill file (fsynced) before returning. The thread writes whatever is queued, up
+to ``batch_size`` records, in one transaction (a multi-row INSERT that skips rows already
 stored), after waiting up to ``batch_wait`` for more to arrive. When that fails because the
 database is unavailable, the batch is spilled; spilled records are replayed every
 ``replay_seconds`` (doubling up to 10 s while the database stays down) and as soon as a write
