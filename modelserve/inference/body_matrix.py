@@ -174,10 +174,10 @@ def _rows_text(body: bytes, rows: int, width: int, *, nested: bool) -> bytes | N
     if key < 0 or body.find(b'"data"', key + 1) >= 0:
         return None  # a string "data" elsewhere too
     start = body.index(b"[", key)
-    closing = np.flatnonzero(np.frombuffer(body, np.uint8, offset=start) == ord("]"))
-    text = body[start : start + int(closing[rows if nested else 0]) + 1]
     if nested:
-        return log_text(text)
+        closing = np.flatnonzero(np.frombuffer(body, np.uint8, offset=start) == ord("]"))
+        return log_text(body[start : start + int(closing[rows]) + 1])
+    text = body[start : body.index(b"]", start) + 1]  # flat: the first "]" ends it
     if rows == 1:
         return log_text(b"[" + text + b"]")
     commas = np.flatnonzero(np.frombuffer(text, np.uint8) == ord(","))
