@@ -42,25 +42,24 @@ class MatrixRules:
         features = schema.features
         self.names = schema.names
         self.width = len(features)
-        self.position = {name: i for i, name in enumerate(self.names)}
         self.row_of = itemgetter(*self.names) if self.names else None
-        self.minimum = np.array(
+        minimum = np.array(
             [-np.inf if f.minimum is None else f.minimum for f in features], dtype=np.float64
         )
-        self.maximum = np.array(
+        maximum = np.array(
             [np.inf if f.maximum is None else f.maximum for f in features], dtype=np.float64
         )
         # A value outside the observed training range is served with a warning, which only the
         # validator writes: the matrix takes the narrower of the hard and the training bounds.
         soft = [f.soft_range or (-np.inf, np.inf) for f in features]
-        self.minimum = np.maximum(self.minimum, np.array([low for low, _ in soft], np.float64))
-        self.maximum = np.minimum(self.maximum, np.array([high for _, high in soft], np.float64))
+        minimum = np.maximum(minimum, np.array([low for low, _ in soft], np.float64))
+        maximum = np.minimum(maximum, np.array([high for _, high in soft], np.float64))
         # Bounds no lower than -max and no higher than +max float: a value is then finite and in
         # bounds exactly when it is between them (NaN and infinities compare outside), one
         # vectorised comparison for both rules (half the time of three separate reductions).
         largest = np.finfo(np.float64).max
-        self.low = np.maximum(self.minimum, -largest)
-        self.high = np.minimum(self.maximum, largest)
+        self.low = np.maximum(minimum, -largest)
+        self.high = np.minimum(maximum, largest)
         self.integers = np.array(
             [i for i, f in enumerate(features) if f.type is FeatureType.INTEGER], dtype=np.intp
         )
