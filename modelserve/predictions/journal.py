@@ -15,12 +15,11 @@ the file's own page cache, so a killed process leaves them to the kernel exactly
 past the last line the file holds zeros, which replay skips, and a line cut short by a kill in
 the middle of its copy (its request never answered) is skipped as unreadable.
 
-Every record gets a sequence number. Once the writer has committed a record (or spilled it:
-the spill file is fsynced), it calls ``done``: a segment whose records are all done is deleted
-(the current one is zeroed), which is the checkpoint. What is
-left when the process dies is adopted like its spill files (``SpillStore.adopt_orphans``) and
-replayed skipping rows already stored, so records committed just before the checkpoint are not
-stored twice.
+Every record gets a sequence number. Once the writer has committed a record (or spilled it: the
+spill file is fsynced), it calls ``done``: a segment whose records are all done is deleted (the
+current one is zeroed), which is the checkpoint. What is left when the process dies is adopted
+like its spill files (``SpillStore.adopt_orphans``) and replayed skipping rows already stored,
+so records committed just before the checkpoint are not stored twice.
 """
 
 from __future__ import annotations
@@ -57,12 +56,6 @@ class _Segment:
     def close(self) -> None:
         self.map.close()
         os.close(self.fd)
-
-
-def _allocate(fd: int, capacity: int) -> None:
-    """Give the file ``capacity`` bytes of zeros, on blocks it owns (OSError when the disk is
-    full: a write into a map of a file with holes would kill the process instead)."""
-    os.posix_fallocate(fd, 0, capacity)
 
 
 class Journal:
@@ -106,7 +99,9 @@ class Journal:
         capacity = max(self.segment_bytes, least)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            _allocate(fd, capacity)
+            # Zeros on blocks the file owns: a full disk refuses them here (OSError), where a
+            # write into a map of a file with holes would kill the process instead.
+            os.posix_fallocate(fd, 0, capacity)
             mapped = mmap.mmap(fd, capacity)
         except OSError:
             os.close(fd)
