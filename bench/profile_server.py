@@ -6,9 +6,10 @@ prediction log on), starts ``modelserve serve --workers 1`` under ``py-spy recor
 collapsed stacks, idle frames left out), drives it with wrk for ``--duration`` seconds, then
 sorts every sample into the stage of the request it belongs to and prints the shares.
 
-Run: ``python bench/profile_server.py [--models logreg,hgb] [--forms v1-columnar,v1-records,v2]
-[--duration 15]`` with py-spy installed (``pip install py-spy``) and wrk on the PATH. Writes
-``bench/out/profile/<model>-<form>.txt`` (raw stacks). Not run in CI.
+Run: ``python bench/profile_server.py [--models logreg,hgb]
+[--forms v1-columnar,v1-records,v2,v2-binary] [--duration 15]`` with py-spy installed
+(``pip install py-spy``) and wrk on the PATH. Writes ``bench/out/profile/<model>-<form>.txt``
+(raw stacks). Not run in CI.
 """
 
 from __future__ import annotations
@@ -105,13 +106,19 @@ def summarize(raw: Path) -> Counter[str]:
     return counts
 
 
-def request_for(form: str, model: str, rows: list[list[float]]) -> tuple[str, bytes]:
+def request_for(
+    form: str, model: str, rows: list[list[float]]
+) -> tuple[str, bytes, dict[str, str]]:
+    """The request path, body and extra headers of one request form."""
+    if form == "v2-binary":
+        path, body, headers = sbs.request_v2_binary(model, rows)
+        return path, body, headers
     if form == "v2":
-        return sbs.request_mlserver(model, rows)
+        return (*sbs.request_mlserver(model, rows), {})
     if form == "v1-records":
         instances = [dict(zip(sbs.FEATURES[model], row, strict=True)) for row in rows]
-        return f"/v1/models/{model}/predict", json.dumps({"instances": instances}).encode()
-    return sbs.request_modelserve(model, rows)
+        return f"/v1/models/{model}/predict", json.dumps({"instances": instances}).encode(), {}
+    return (*sbs.request_modelserve(model, rows), {})
 
 
 def profile_model(
@@ -154,7 +161,8 @@ def profile_model(
         for form in forms:
             for rows in rows_list:
                 body_rows = [meta["sample_row"]] if rows == 1 else meta["batch_rows"]
-                path, body = request_for(form, model, body_rows)
+                path, body, extra_headers = request_for(form, model, body_rows)
+                these = {**headers, **extra_headers}
                 srv = sbs.Server(
                     "profiled",
                     port,
@@ -162,11 +170,11 @@ def profile_model(
                     lambda m, r, p=path, b=body: (p, b),
                     sbs.parse_modelserve,
                 )
-                sbs.wait_ready(srv, proc, path, body, headers)
+                sbs.wait_ready(srv, proc, path, body, these)
                 body_file = workdir / "body.json"
                 body_file.write_bytes(body)
                 conns = 16 if rows == 1 else 4
-                sbs.run_wrk(port, path, body_file, conns, 2, latency=False, headers=headers)
+                sbs.run_wrk(port, path, body_file, conns, 2, latency=False, headers=these)
                 raw = out / "profile" / f"{model}-{form}-{rows}.txt"
                 raw.parent.mkdir(parents=True, exist_ok=True)
                 spy = subprocess.Popen(
@@ -188,7 +196,7 @@ def profile_model(
                     stdout=subprocess.DEVNULL,
                     stderr=subprocess.DEVNULL,
                 )
-                res, _ = sbs.run_wrk(port, path, body_file, conns, args.duration, headers=headers)
+                res, _ = sbs.run_wrk(port, path, body_file, conns, args.duration, headers=these)
                 spy.wait(timeout=args.duration + 60)
                 report(model, form, rows, res, raw)
         log.close()

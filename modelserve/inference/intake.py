@@ -124,6 +124,8 @@ class MatrixPayload:
     does not keep the rules."""
     rows_text: bytes | None = field(default=None, compare=False)
     """The rows' JSON text as the client spelled it (``body_matrix``), for ``json_text``."""
+    binary: bool = field(default=False, compare=False)
+    """Whether the values arrived as binary numbers (the V2 binary extension), not as text."""
 
     @property
     def n_rows(self) -> int:

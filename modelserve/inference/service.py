@@ -24,6 +24,7 @@ from modelserve.inference.probabilities import probabilities_json
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.encoding import loggable, raw_json
+from modelserve.predictions.inputs import FLOAT64, float64_inputs
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
@@ -130,17 +131,20 @@ def _status_of(exc: AppError) -> PredictionStatus:
     return "invalid" if exc.status_code < 500 else "error"
 
 
-def _logged_inputs(payload: Any, text: bytes | None, *, checked: bool) -> Any:
-    """What the log keeps of a payload: its instances (records), or the whole payload, which,
-    once ``checked`` (validated on the matrix path), is logged as its JSON text: the body's own
-    (``text``), or the matrix's."""
+def _logged_inputs(payload: Any, text: bytes | None, *, checked: bool) -> tuple[Any, str | None]:
+    """What the log keeps of a payload, and its ``inputs_encoding``: its instances (records),
+    or the whole payload, which, once ``checked`` (validated on the matrix path), is logged as
+    its JSON text (the body's own, ``text``, or the matrix's), or, for binary values, as their
+    base64 (``predictions.inputs``)."""
     if isinstance(payload, MatrixPayload):
         if not checked:
-            return payload.columnar()
-        return raw_json(text if text is not None else payload.json_text())
+            return payload.columnar(), None
+        if text is None and payload.binary:
+            return float64_inputs(payload.names, payload.matrix), FLOAT64
+        return raw_json(text if text is not None else payload.json_text()), None
     if isinstance(payload, dict) and "instances" in payload:
-        return payload["instances"]
-    return raw_json(text) if checked and text is not None else payload
+        return payload["instances"], None
+    return (raw_json(text) if checked and text is not None else payload), None
 
 
 class ShadowSink(Protocol):
@@ -438,7 +442,7 @@ class InferenceService:
     ) -> None:
         if call.protocol == "v2":
             http_status = v2_status(http_status)  # what the client was answered
-        inputs = _logged_inputs(call.payload, call.text, checked=inputs_checked)
+        inputs, encoding = _logged_inputs(call.payload, call.text, checked=inputs_checked)
         self.log.write(
             PredictionRecord(
                 request_id=call.request_id,
@@ -459,5 +463,6 @@ class InferenceService:
                 created_at=utcnow(),
                 variant=variant,
                 runtime=runtime,
+                inputs_encoding=encoding,
             )
         )

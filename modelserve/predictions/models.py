@@ -49,6 +49,8 @@ class Prediction(Base):
     runtime: Mapped[str | None] = mapped_column(String(16), nullable=True)
     """sklearn or onnx: what ran the model; null when it did not run."""
     inputs: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
+    inputs_encoding: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    """Null: ``inputs`` is the JSON the request carried; ``float64``: see predictions.inputs."""
     outputs: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
     error: Mapped[Any] = mapped_column(WrittenJSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

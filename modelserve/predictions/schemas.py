@@ -34,6 +34,9 @@ class PredictionRecord:
     variant: str = "primary"
     runtime: str | None = None
     """The runtime that ran the model (sklearn or onnx); None when it did not run."""
+    inputs_encoding: str | None = None
+    """How ``inputs`` is spelled: None for JSON as the request carried it, else see
+    ``predictions.inputs``."""
 
 
 class PredictionPublic(BaseModel):

@@ -9,6 +9,7 @@ from modelserve.core.db import Database
 from modelserve.core.errors import ModelUnavailable, NotFound
 from modelserve.core.pagination import decode_cursor, encode_cursor
 from modelserve.predictions.encoding import encode
+from modelserve.predictions.inputs import spelled_out
 from modelserve.predictions.repository import PredictionRepository
 from modelserve.predictions.schemas import PredictionPublic, PredictionRecord, PredictionsPage
 from modelserve.predictions.writer import LogWriter
@@ -82,7 +83,7 @@ class PredictionQueryService:
                 latency_ms=p.latency_ms,
                 n_rows=p.n_rows,
                 runtime=p.runtime,
-                inputs=p.inputs,
+                inputs=spelled_out(p.inputs, p.inputs_encoding),
                 outputs=p.outputs,
                 error=p.error,
                 created_at=p.created_at,

@@ -178,6 +178,39 @@ def test_no_rows_text_when_data_is_spelled_twice() -> None:
     assert read.rows_text is None
 
 
+SPELLED = {
+    "nested, spaces at its end": b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64",'
+    b'"data":[[1, 2.5],[3,4] ] }]}',
+    "nested, spaces everywhere": b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64",'
+    b'"data" : [ [1 , 2.5] , [ 3,4 ] ]}]}',
+    "a parameter named data before it": b'{"parameters":{"data":[1,2]},"inputs":[{"name":"x",'
+    b'"shape":[2,2],"datatype":"FP64","data":[1,2.5,3,4]}]}',
+    "a parameter named data after it": b'{"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64",'
+    b'"data":[[1,2.5],[3,4]]}],"parameters":{"data":[[5,6],[7,8]]}}',
+    "a parameter of nested objects before it": b'{"parameters":{"data":[{"data":[9]}]},'
+    b'"inputs":[{"name":"x","shape":[2,2],"datatype":"FP64","data":[[1,2.5],[3,4]]}]}',
+    "a string data first": b'{"id":"data","inputs":[{"name":"x","shape":[2,2],'
+    b'"datatype":"FP64","data":[[1,2.5],[3,4]]}]}',
+}
+
+
+@pytest.mark.parametrize("body", SPELLED.values(), ids=SPELLED.keys())
+def test_rows_text_is_the_tensors_data_or_none(body: bytes) -> None:
+    """However the body is spelled, the log's rows text is the tensor's very data, as rows, or
+    there is none (the log then writes the matrix's own)."""
+    read = float_tensor_request(body, min_bytes=0)
+    assert read is not None
+    assert read.values.tolist() == [1.0, 2.5, 3.0, 4.0]
+    if read.rows_text is not None:
+        assert orjson.loads(read.rows_text) == [[1, 2.5], [3, 4]]
+
+
+def test_rows_text_of_well_spelled_nested_data_is_found() -> None:
+    read = float_tensor_request(SPELLED["nested, spaces everywhere"], min_bytes=0)
+    assert read is not None
+    assert read.rows_text == b"[ [1 , 2.5] , [ 3,4 ] ]"
+
+
 NOT_A_FLOAT_TENSOR = {
     "an integer datatype": {**GOOD_TENSOR, "datatype": "INT64"},
     "a wrong row count": {**GOOD_TENSOR, "shape": [3, 2]},

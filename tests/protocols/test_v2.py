@@ -19,8 +19,10 @@ from factories import (
     to_bytes,
 )
 from fastapi.testclient import TestClient
-from sqlalchemy import update
+from sqlalchemy import text, update
 
+from modelserve.config import Settings
+from modelserve.core import migrate
 from modelserve.core.db import Database
 from modelserve.registry.models import ModelArtifact, ServingForm
 
@@ -231,6 +233,97 @@ def test_binary_tensor_extension(client: TestClient) -> None:
         headers={"Inference-Header-Content-Length": "99999"},
     )
     assert nonsense.status_code == 400
+
+
+def _binary_request(inputs: list[tuple[str, list[int], np.ndarray[Any, Any]]]) -> dict[str, Any]:
+    """A V2 request of binary FP64/FP32 tensors (name, shape, values), as httpx arguments."""
+    blobs = [values.tobytes() for _, _, values in inputs]
+    header = orjson.dumps(
+        {
+            "inputs": [
+                {
+                    "name": name,
+                    "shape": shape,
+                    "datatype": "FP32" if values.dtype == np.float32 else "FP64",
+                    "parameters": {"binary_data_size": len(blob)},
+                }
+                for (name, shape, values), blob in zip(inputs, blobs, strict=True)
+            ]
+        }
+    )
+    return {
+        "content": header + b"".join(blobs),
+        "headers": {"Inference-Header-Content-Length": str(len(header))},
+    }
+
+
+def test_binary_inputs_are_logged_compactly_and_read_back_as_columns(
+    client: TestClient, db: Database
+) -> None:
+    """Binary doubles are kept as their base64 (no decimal spelling on the request path) and
+    read back as the columnar JSON of the very same values, for a matrix and for one input per
+    feature; answers as for the same values sent as JSON."""
+    register_iris(client)
+    rng = np.random.default_rng(7)
+    matrix = rng.uniform(0.1, 7.0, size=(3, 4))
+    columns = {"columns": IRIS_FEATURES, "data": matrix.tolist()}
+    json_answer = client.post(
+        "/v2/models/iris/infer",
+        json={
+            "inputs": [
+                {"name": "x", "shape": [3, 4], "datatype": "FP64", "data": matrix.ravel().tolist()}
+            ]
+        },
+    ).json()["outputs"]
+    forms = {
+        "matrix": _binary_request([("x", [3, 4], matrix.astype("<f8"))]),
+        "features": _binary_request(
+            [(n, [3], matrix[:, i].astype("<f8")) for i, n in enumerate(IRIS_FEATURES)]
+        ),
+    }
+    for form, request in forms.items():
+        response = client.post("/v2/models/iris/infer", **request)
+        assert response.status_code == 200, (form, response.text)
+        assert response.json()["outputs"] == json_answer, form
+        [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+        assert row["inputs"] == columns, form
+    with db.engine.connect() as connection:
+        stored = connection.execute(
+            text("SELECT inputs_encoding, inputs FROM predictions ORDER BY id")
+        ).all()
+    assert [encoding for encoding, _ in stored] == [None, "float64", "float64"]
+    compact = stored[-1][1]
+    compact = orjson.loads(compact) if isinstance(compact, str) else compact
+    assert set(compact) == {"columns", "data"}
+    assert isinstance(compact["data"], str)
+    # FP32 values are logged as the doubles they were served as.
+    single = matrix.astype("<f4")
+    response = client.post("/v2/models/iris/infer", **_binary_request([("x", [3, 4], single)]))
+    assert response.status_code == 200, response.text
+    [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+    assert row["inputs"] == {"columns": IRIS_FEATURES, "data": single.astype(float).tolist()}
+
+
+def test_downgrading_spells_compact_inputs_out(
+    client: TestClient, db: Database, settings: Settings
+) -> None:
+    """Reverting migration 0008 leaves the log as 0007 reads it: the columnar JSON."""
+    register_iris(client)
+    matrix = np.arange(1.0, 9.0).reshape(2, 4) / 3
+    response = client.post("/v2/models/iris/infer", **_binary_request([("x", [2, 4], matrix)]))
+    assert response.status_code == 200, response.text
+    client.get("/v1/predictions")  # the log is written before it is read
+    client.close()
+    db.engine.dispose()
+    url = settings.resolved_database_url
+    try:
+        migrate.downgrade(url, "0007")
+        with db.engine.connect() as connection:
+            [inputs] = connection.execute(text("SELECT inputs FROM predictions")).scalars()
+        inputs = orjson.loads(inputs) if isinstance(inputs, str) else inputs
+        assert inputs == {"columns": IRIS_FEATURES, "data": matrix.tolist()}
+    finally:
+        migrate.upgrade(url)
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])

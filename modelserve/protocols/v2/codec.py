@@ -203,7 +203,8 @@ def _feature_matrix(inputs: list[TensorInput], names: list[str]) -> MatrixPayloa
         columns.append(column)
     if not len(columns[0]):
         return None
-    return MatrixPayload([t.name for t in inputs], np.column_stack(columns))
+    binary = all(t.array is not None for t in inputs)
+    return MatrixPayload([t.name for t in inputs], np.column_stack(columns), binary=binary)
 
 
 def _column_values(tensor: TensorInput) -> list[Any]:
@@ -266,7 +267,7 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
         if numeric:
             matrix = _float_matrix(tensor)
             if matrix is not None:
-                return MatrixPayload(list(names), matrix)
+                return MatrixPayload(list(names), matrix, binary=tensor.array is not None)
         data = _tensor_rows(tensor)
         if booleans:
             kinds = [types[n] for n in names]
