@@ -26,7 +26,6 @@ Both parsers round decimal numbers correctly, so the doubles are the very values
 
 from __future__ import annotations
 
-import itertools
 from functools import partial
 from typing import Any, NamedTuple, cast
 
@@ -45,7 +44,7 @@ _BOM = b"\xef\xbb\xbf"
 _REFUSED = (ValueError, TypeError, KeyError, IndexError, RuntimeError)
 """What pysimdjson raises for a document, or a part of one, it will not read as asked."""
 _FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
-_OPEN, _CLOSE, _COMMA = b"[],"
+_OPEN, _CLOSE = b"[]"
 _LARGE = float(2**63)
 """Numbers at least this large take the general path (``intake`` has a rule for such integers)."""
 
@@ -125,8 +124,10 @@ class FloatTensorRequest(NamedTuple):
     values: np.ndarray[Any, Any]
     """The data as doubles, flat, row-major (what the binary extension gives, for
     ``TensorInput.attach``)."""
-    rows_text: bytes | None
-    """The data's own text, as rows (``[[...],[...]]``), for the log; None if not found."""
+    data_text: bytes | None
+    """The data's own text, on one line, for the log; None if not found."""
+    nested: bool
+    """Whether the data came as rows (``[[...],[...]]``), else flat."""
 
 
 def float_tensor_request(body: bytes, *, min_bytes: int = MIN_BYTES) -> FloatTensorRequest | None:
@@ -162,7 +163,7 @@ def float_tensor_request(body: bytes, *, min_bytes: int = MIN_BYTES) -> FloatTen
     flat = _doubles(data)
     if flat is None:
         return None
-    return FloatTensorRequest(request, flat, _rows_text(body, rows, width, nested=nested))
+    return FloatTensorRequest(request, flat, _data_text(body, rows, nested=nested), nested)
 
 
 def _brackets(body: bytes) -> int:
@@ -170,10 +171,10 @@ def _brackets(body: bytes) -> int:
     return int(np.count_nonzero(np.frombuffer(body, np.uint8) == _OPEN))
 
 
-def _rows_text(body: bytes, rows: int, width: int, *, nested: bool) -> bytes | None:
+def _data_text(body: bytes, rows: int, *, nested: bool) -> bytes | None:
     """The text of a read tensor's data (its numbers spelled as the client spelled them, for
-    the log: integers stay integers), cut into rows if it came flat, on one line
-    (``log_text``); None if it cannot be told apart for sure.
+    the log: integers stay integers), on one line (``log_text``); None if it cannot be told
+    apart for sure.
 
     The first ``"data"`` of a body with no backslash, followed by a colon and a ``[``, is a key
     and that array its value. The array's text ends at the first ``]`` (flat) or the rows +
@@ -186,13 +187,7 @@ def _rows_text(body: bytes, rows: int, width: int, *, nested: bool) -> bytes | N
     end = _nested_end(body, start, rows) if nested else body.index(b"]", start) + 1
     if body.find(b'"', start, end) >= 0 or body.find(b'"data"', end) >= 0:
         return None
-    text = body[start:end]
-    if nested or rows == 1:
-        return log_text(text if nested else b"[" + text + b"]")
-    commas = np.flatnonzero(np.frombuffer(text, np.uint8) == _COMMA)
-    bounds = [0, *commas[width - 1 :: width].tolist(), len(text) - 1]
-    pieces = (text[a + 1 : b] for a, b in itertools.pairwise(bounds))
-    return log_text(b"[[" + b"],[".join(pieces) + b"]]")
+    return log_text(body[start:end])
 
 
 def _nested_end(body: bytes, start: int, rows: int) -> int:

@@ -28,6 +28,7 @@ import numpy as np
 import orjson
 
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
+from modelserve.predictions.inputs import FLAT, FLOAT64, float64_inputs
 from modelserve.registry.schemas import FeatureType, InputSchema
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -122,8 +123,11 @@ class MatrixPayload:
     """The payload as the general path reads it from the body (integers as integers), for a
     matrix read from JSON text: what the validator checks, and the log keeps, when the matrix
     does not keep the rules."""
-    rows_text: bytes | None = field(default=None, compare=False)
-    """The rows' JSON text as the client spelled it (``body_matrix``), for ``json_text``."""
+    data_text: bytes | None = field(default=None, compare=False)
+    """The data's JSON text as the client spelled it (``body_matrix``), for ``logged``: its
+    rows, or, when ``flat``, its values row after row."""
+    flat: bool = field(default=False, compare=False)
+    """Whether ``data_text`` holds the values row after row (a V2 tensor's flat data)."""
     binary: bool = field(default=False, compare=False)
     """Whether the values arrived as binary numbers (the V2 binary extension), not as text."""
 
@@ -139,14 +143,19 @@ class MatrixPayload:
             return self.original()
         return {"columns": list(self.names), "data": self.matrix.tolist()}
 
-    def json_text(self) -> bytes:
-        """The JSON text of ``columnar()``: the rows' own text when the payload was read from
-        JSON, else made by orjson from the matrix (the same values)."""
+    def logged(self) -> tuple[orjson.Fragment, str | None]:
+        """What the log keeps of a checked payload, and its ``inputs_encoding``
+        (``predictions.inputs``): the JSON of ``columnar()`` with the data's own text when it
+        was read from JSON (flat data as it came, ``flat``), binary values as their base64,
+        else the matrix spelled by orjson (the same values)."""
+        if self.binary:
+            return float64_inputs(self.names, self.matrix), FLOAT64
         head = b'{"columns":' + orjson.dumps(self.names) + b',"data":'
-        rows = self.rows_text
-        if rows is None:
-            rows = orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY)
-        return head + rows + b"}"
+        data, encoding = self.data_text, FLAT if self.flat else None
+        if data is None:
+            data = orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY)
+            encoding = None
+        return orjson.Fragment(head + data + b"}"), encoding
 
 
 def numeric_rules(schema: InputSchema) -> MatrixRules | None:

@@ -24,7 +24,6 @@ from modelserve.inference.probabilities import probabilities_json
 from modelserve.inference.validation import ValidatedBatch, WarningCounter
 from modelserve.lifecycle.routing import Route, RouteTable, Target, Variant
 from modelserve.predictions.encoding import loggable, raw_json
-from modelserve.predictions.inputs import FLOAT64, float64_inputs
 from modelserve.predictions.schemas import PredictionRecord, PredictionStatus
 from modelserve.predictions.service import PredictionLog
 from modelserve.registry.probe import probe_instances
@@ -134,14 +133,11 @@ def _status_of(exc: AppError) -> PredictionStatus:
 def _logged_inputs(payload: Any, text: bytes | None, *, checked: bool) -> tuple[Any, str | None]:
     """What the log keeps of a payload, and its ``inputs_encoding``: its instances (records),
     or the whole payload, which, once ``checked`` (validated on the matrix path), is logged as
-    its JSON text (the body's own, ``text``, or the matrix's), or, for binary values, as their
-    base64 (``predictions.inputs``)."""
+    its JSON text (the body's own, ``text``), or as ``MatrixPayload.logged``."""
     if isinstance(payload, MatrixPayload):
         if not checked:
             return payload.columnar(), None
-        if text is None and payload.binary:
-            return float64_inputs(payload.names, payload.matrix), FLOAT64
-        return raw_json(text if text is not None else payload.json_text()), None
+        return (raw_json(text), None) if text is not None else payload.logged()
     if isinstance(payload, dict) and "instances" in payload:
         return payload["instances"], None
     return (raw_json(text) if checked and text is not None else payload), None

@@ -80,7 +80,8 @@ def test_numbers_are_read_bit_for_bit_as_orjson_reads_them(seed: int) -> None:
     assert v2_read is not None
     assert v2_read.request == {"id": "a[1]", "inputs": [tensor]}
     assert np.array_equal(bits(v2_read.values.reshape(400, 3)), bits(want))
-    assert v2_read.rows_text == body[body.index(b"[[") : -1]
+    assert v2_read.data_text == body[body.index(b"[[") : -1]
+    assert v2_read.nested
 
 
 def test_a_columnar_body_of_numbers_becomes_a_matrix_payload() -> None:
@@ -154,11 +155,12 @@ def test_a_v2_float_tensor_is_read_nested_or_flat() -> None:
         assert read.request["inputs"][0] == {**tensor, "data": []}
         assert read.request["outputs"] == [{"name": "predict"}]
         assert read.values.tolist() == [1.0, 2.5, 3.0, 4.0]
-        assert read.rows_text == b"[[1,2.5],[3,4]]"  # as spelled, cut into rows
+        assert read.data_text == orjson.dumps(data)  # as spelled
+        assert read.nested == isinstance(data[0], list)
 
 
 @pytest.mark.parametrize("width", [1, 2, 5])
-def test_the_rows_text_of_flat_data_spelled_with_spaces(width: int) -> None:
+def test_the_text_of_flat_data_spelled_with_spaces(width: int) -> None:
     rows = [[f"{r}.{c} " if c % 2 else f" {r + 1}{c}" for c in range(width)] for r in range(3)]
     flat = ",".join(v for row in rows for v in row)
     body = b'{"inputs":[{"name":"x","shape":[3,%d],"datatype":"FP64","data":[%s]}]}' % (
@@ -167,15 +169,15 @@ def test_the_rows_text_of_flat_data_spelled_with_spaces(width: int) -> None:
     )
     read = float_tensor_request(body, min_bytes=0)
     assert read is not None
-    assert read.rows_text is not None
-    assert orjson.loads(read.rows_text) == read.values.reshape(3, width).tolist()
-    assert read.rows_text.count(b"],[") == 2
+    assert read.data_text == b"[" + flat.encode() + b"]"
+    assert orjson.loads(read.data_text) == read.values.tolist()
+    assert not read.nested
 
 
-def test_no_rows_text_when_data_is_spelled_twice() -> None:
+def test_no_data_text_when_data_is_spelled_twice() -> None:
     read = float_tensor_request(v2_body({**GOOD_TENSOR, "name": "data"}), min_bytes=0)
     assert read is not None
-    assert read.rows_text is None
+    assert read.data_text is None
 
 
 SPELLED = {
@@ -195,20 +197,21 @@ SPELLED = {
 
 
 @pytest.mark.parametrize("body", SPELLED.values(), ids=SPELLED.keys())
-def test_rows_text_is_the_tensors_data_or_none(body: bytes) -> None:
-    """However the body is spelled, the log's rows text is the tensor's very data, as rows, or
-    there is none (the log then writes the matrix's own)."""
+def test_data_text_is_the_tensors_data_or_none(body: bytes) -> None:
+    """However the body is spelled, the text the log keeps is the tensor's very data, or there
+    is none (the log then writes the matrix's own)."""
     read = float_tensor_request(body, min_bytes=0)
     assert read is not None
     assert read.values.tolist() == [1.0, 2.5, 3.0, 4.0]
-    if read.rows_text is not None:
-        assert orjson.loads(read.rows_text) == [[1, 2.5], [3, 4]]
+    if read.data_text is not None:
+        data = orjson.loads(read.data_text)
+        assert data == ([[1, 2.5], [3, 4]] if read.nested else [1, 2.5, 3, 4])
 
 
-def test_rows_text_of_well_spelled_nested_data_is_found() -> None:
+def test_the_text_of_well_spelled_nested_data_is_found() -> None:
     read = float_tensor_request(SPELLED["nested, spaces everywhere"], min_bytes=0)
     assert read is not None
-    assert read.rows_text == b"[ [1 , 2.5] , [ 3,4 ] ]"
+    assert read.data_text == b"[ [1 , 2.5] , [ 3,4 ] ]"
 
 
 NOT_A_FLOAT_TENSOR = {

@@ -257,48 +257,49 @@ def _binary_request(inputs: list[tuple[str, list[int], np.ndarray[Any, Any]]]) -
     }
 
 
-def test_binary_inputs_are_logged_compactly_and_read_back_as_columns(
+def test_inputs_are_logged_compactly_and_read_back_as_columns(
     client: TestClient, db: Database
 ) -> None:
-    """Binary doubles are kept as their base64 (no decimal spelling on the request path) and
-    read back as the columnar JSON of the very same values, for a matrix and for one input per
-    feature; answers as for the same values sent as JSON."""
+    """Flat JSON data is kept flat, as spelled (not cut into rows on the request path), and
+    binary doubles as their base64 (not spelled in decimal); both read back as the columnar
+    JSON of the very same values, for a matrix and for one input per feature, with the same
+    answers."""
     register_iris(client)
     rng = np.random.default_rng(7)
-    matrix = rng.uniform(0.1, 7.0, size=(3, 4))
+    matrix = rng.uniform(0.1, 7.0, size=(60, 4))  # a body large enough for the fast read
+    matrix[0, 0] = 5.0
+    flat: list[Any] = matrix.ravel().tolist()
+    flat[0] = 5  # spelled as an integer, which the log keeps
     columns = {"columns": IRIS_FEATURES, "data": matrix.tolist()}
-    json_answer = client.post(
-        "/v2/models/iris/infer",
-        json={
-            "inputs": [
-                {"name": "x", "shape": [3, 4], "datatype": "FP64", "data": matrix.ravel().tolist()}
-            ]
-        },
-    ).json()["outputs"]
+    json_request = {"inputs": [{"name": "x", "shape": [60, 4], "datatype": "FP64", "data": flat}]}
     forms = {
-        "matrix": _binary_request([("x", [3, 4], matrix.astype("<f8"))]),
+        "json": {"json": json_request},
+        "matrix": _binary_request([("x", [60, 4], matrix.astype("<f8"))]),
         "features": _binary_request(
-            [(n, [3], matrix[:, i].astype("<f8")) for i, n in enumerate(IRIS_FEATURES)]
+            [(n, [60], matrix[:, i].astype("<f8")) for i, n in enumerate(IRIS_FEATURES)]
         ),
     }
+    answers = []
     for form, request in forms.items():
         response = client.post("/v2/models/iris/infer", **request)
         assert response.status_code == 200, (form, response.text)
-        assert response.json()["outputs"] == json_answer, form
+        answers.append(response.json()["outputs"])
         [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
         assert row["inputs"] == columns, form
+        assert type(row["inputs"]["data"][0][0]) is (int if form == "json" else float)
+    assert answers[0] == answers[1] == answers[2]
     with db.engine.connect() as connection:
         stored = connection.execute(
             text("SELECT inputs_encoding, inputs FROM predictions ORDER BY id")
         ).all()
-    assert [encoding for encoding, _ in stored] == [None, "float64", "float64"]
-    compact = stored[-1][1]
-    compact = orjson.loads(compact) if isinstance(compact, str) else compact
-    assert set(compact) == {"columns", "data"}
-    assert isinstance(compact["data"], str)
+    assert [encoding for encoding, _ in stored] == ["flat", "float64", "float64"]
+    kept = [orjson.loads(v) if isinstance(v, str) else v for _, v in stored]
+    assert kept[0] == {"columns": IRIS_FEATURES, "data": flat}
+    assert set(kept[2]) == {"columns", "data"}
+    assert isinstance(kept[2]["data"], str)
     # FP32 values are logged as the doubles they were served as.
     single = matrix.astype("<f4")
-    response = client.post("/v2/models/iris/infer", **_binary_request([("x", [3, 4], single)]))
+    response = client.post("/v2/models/iris/infer", **_binary_request([("x", [60, 4], single)]))
     assert response.status_code == 200, response.text
     [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
     assert row["inputs"] == {"columns": IRIS_FEATURES, "data": single.astype(float).tolist()}
@@ -309,9 +310,11 @@ def test_downgrading_spells_compact_inputs_out(
 ) -> None:
     """Reverting migration 0008 leaves the log as 0007 reads it: the columnar JSON."""
     register_iris(client)
-    matrix = np.arange(1.0, 9.0).reshape(2, 4) / 3
-    response = client.post("/v2/models/iris/infer", **_binary_request([("x", [2, 4], matrix)]))
-    assert response.status_code == 200, response.text
+    matrix = np.arange(1.0, 201.0).reshape(50, 4) / 3
+    flat = {"name": "x", "shape": [50, 4], "datatype": "FP64", "data": matrix.ravel().tolist()}
+    for request in ({"json": {"inputs": [flat]}}, _binary_request([("x", [50, 4], matrix)])):
+        response = client.post("/v2/models/iris/infer", **request)
+        assert response.status_code == 200, response.text
     client.get("/v1/predictions")  # the log is written before it is read
     client.close()
     db.engine.dispose()
@@ -319,9 +322,9 @@ def test_downgrading_spells_compact_inputs_out(
     try:
         migrate.downgrade(url, "0007")
         with db.engine.connect() as connection:
-            [inputs] = connection.execute(text("SELECT inputs FROM predictions")).scalars()
-        inputs = orjson.loads(inputs) if isinstance(inputs, str) else inputs
-        assert inputs == {"columns": IRIS_FEATURES, "data": matrix.tolist()}
+            stored = connection.execute(text("SELECT inputs FROM predictions")).scalars().all()
+        kept = [orjson.loads(v) if isinstance(v, str) else v for v in stored]
+        assert kept == [{"columns": IRIS_FEATURES, "data": matrix.tolist()}] * 2
     finally:
         migrate.upgrade(url)
 

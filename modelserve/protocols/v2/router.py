@@ -240,7 +240,8 @@ def _read_float_tensor(
         return None
     original = partial(_general_columnar, body, version)
     # Made directly: dataclasses.replace costs several times the constructor.
-    return decoded, MatrixPayload(payload.names, payload.matrix, original, read.rows_text)
+    text, flat = read.data_text, not read.nested
+    return decoded, MatrixPayload(payload.names, payload.matrix, original, text, flat=flat)
 
 
 def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
