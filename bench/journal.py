@@ -4,8 +4,9 @@ Run: ``python bench/journal.py [--records 20000] [--duration 6] [--clients 32] [
 [--database-url URL]``.
 
 * In process: ``LogWriter.put`` (the call the predict path makes) on the demo database, with the
-  journal and without, in microseconds per record (the writer thread drains meanwhile), and
-  ``encoding.encode`` (the journal line) alone.
+  journal and without, in microseconds per record (the writer thread drains meanwhile),
+  ``encoding.encode`` (the journal line) alone, and ``Journal.append`` of one-row and 100-row
+  sized lines with records pending (segments filled and replaced, as under load).
 * Served: ``modelserve serve`` with ``LOG_JOURNAL`` on and off (alternated ``--rounds`` times,
   as the machine's load drifts), single-row iris predictions from ``--clients`` connections
   (``bench/load.py`` in its own process), in req/s, p50/p99 and server CPU per request.
@@ -94,6 +95,29 @@ def in_process(url: str, data_dir: Path, count: int) -> None:
     db.dispose()
 
 
+def appends(data_dir: Path, size: int, lag: int, count: int = 3000) -> None:
+    """``Journal.append`` of ``size``-byte lines while ``lag`` records are pending (done in
+    steps of 25, as the writer commits batches): under load the current segment never empties,
+    so segments keep being filled and replaced."""
+    line = b"x" * (size - 1) + b"\n"
+    spill = SpillStore(data_dir / f"spill-appends-{size}-{lag}")
+    journal = Journal(spill)
+    journal.open()
+    pending: list[int] = []
+    took = 0.0
+    for _ in range(count):
+        started = time.perf_counter()
+        pending.append(journal.append(line))
+        took += time.perf_counter() - started
+        if len(pending) >= lag + 25:
+            journal.done(pending[:25])
+            del pending[:25]
+    journal.done(pending)
+    journal.close()
+    spill.close()
+    print(f"  Journal.append, {size:6} B, {lag:3} pending   {took * 1e6 / count:7.2f} us/record")
+
+
 def _us(started: float, count: int) -> float:
     return (time.perf_counter() - started) * 1e6 / count
 
@@ -157,6 +181,8 @@ def main() -> None:
         key = (data_dir / "demo-api-key").read_text().strip()
         print(f"in process ({args.records} records, {url.split(':')[0]}):", flush=True)
         in_process(url, data_dir, args.records)
+        for size, lag in ((600, 50), (22_000, 0), (22_000, 50)):
+            appends(data_dir, size, lag)
         body = orjson.dumps({"instances": [IRIS]})
         print(f"served (iris, {args.clients} single-row clients):", flush=True)
         for _ in range(args.rounds):

@@ -1,5 +1,6 @@
 """The journal's checkpoints: a segment is kept until every record in it is committed (or
-spilled), then deleted; the current one is zeroed. A segment is a file of ``segment_bytes``
+spilled), then zeroed, kept as the spare the next segment will be (or deleted when there is
+one); the current one is zeroed. A segment is a file of ``segment_bytes``
 (zeros past its last line), holding the lines that fit."""
 
 from __future__ import annotations
@@ -37,12 +38,17 @@ def test_a_segment_is_dropped_once_every_record_in_it_is_done(
     assert set(segments(tmp_path)) == {"0", "1", "2"}
     assert journal.pending == 3
     journal.done([0])
-    assert set(segments(tmp_path)) == {"1", "2"}
+    # Done: zeroed and kept, the spare the next segment will be (its pages stay mapped).
+    assert segments(tmp_path) == {"0": [], "1": [b'{"n":2}', b'{"n":3}'], "2": [b'{"n":4}']}
     journal.done([4, 3])
-    assert segments(tmp_path) == {"2": []}  # the current segment, zeroed
+    assert segments(tmp_path) == {"0": [], "2": []}  # one spare is enough; the current, zeroed
     assert (tmp_path / next(p.name for p in tmp_path.glob("*.2.journal"))).stat().st_size == 16
-    assert journal.append(b'{"n":5}\n') == 5
-    assert segments(tmp_path) == {"2": [b'{"n":5}']}
+    assert [journal.append(b'{"n":%d}\n' % n) for n in (5, 6, 7)] == [5, 6, 7]
+    # The spare became the next segment, under the next number.
+    assert segments(tmp_path) == {"2": [b'{"n":5}', b'{"n":6}'], "3": [b'{"n":7}']}
+    journal.done([5, 6, 7])
+    assert segments(tmp_path) == {"2": [], "3": []}
+    assert journal.append(b'{"n":8}\n') == 8
     journal.close()  # one record not done: kept for the next process, with the owner's lock
     spill.close()
     assert sorted(p.suffix for p in tmp_path.iterdir()) == [".journal", ".lock"]
