@@ -60,9 +60,17 @@ class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+SQLITE_PAGE_BYTES = 16384
+"""Page size of a new SQLite database (an existing one keeps its own). The prediction log's
+100-row records (25 KB) span overflow pages, each written to the WAL and checkpointed on its
+own: with 16 KB pages a record cost the writer 84 -> 52 us of CPU, one-row records 9-10 us
+either way (4 KB is SQLite's default)."""
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
     # WAL lets several server processes read while one writes; foreign keys are off by default.
     cursor = dbapi_connection.cursor()
+    cursor.execute(f"PRAGMA page_size={SQLITE_PAGE_BYTES}")  # before WAL, or it is ignored
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
