@@ -1,11 +1,12 @@
-"""What request ids cost the prediction log: random (UUID 4) against time-ordered (UUID 7) ids.
+"""What request ids and SQLite's page size cost the prediction log: random (UUID 4) against
+time-ordered (UUID 7) ids, 4 KB (SQLite's default) against 16 KB pages (``SQLITE_PAGE_BYTES``).
 
 A SQLite table shaped like ``predictions`` (WAL, synchronous=NORMAL; its unique index on
 (request_id, variant) and the four others) takes batches of 75 records, as the log writer
 writes them, after ``--prefill`` records; it prints the writing thread's CPU per record for each
-kind of id. The records' ``inputs`` text is ``--bytes`` long (700: one row of 30 features; about
-25,000: 100 rows). Run: ``python bench/log_request_ids.py [--bytes 700] [--prefill 0,200000]``.
-Not run in CI.
+kind of id and page size. The records' ``inputs`` text is ``--bytes`` long (700: one row of 30
+features; about 25,000: 100 rows). Run: ``python bench/log_request_ids.py [--bytes 700]
+[--prefill 0,200000] [--ids uuid4,uuid7] [--page-sizes 4096,16384]``. Not run in CI.
 """
 
 from __future__ import annotations
@@ -36,10 +37,16 @@ _INSERT = (
 
 
 def cpu_per_record(
-    make_id: Callable[[], uuid.UUID], path: Path, prefill: int, records: int, inputs: str
+    make_id: Callable[[], uuid.UUID],
+    path: Path,
+    prefill: int,
+    records: int,
+    inputs: str,
+    page_size: int = 4096,
 ) -> float:
     """Microseconds of this thread's CPU per record written after ``prefill`` records."""
     connection = sqlite3.connect(path, isolation_level=None)
+    connection.execute(f"PRAGMA page_size={page_size}")
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=NORMAL")
     for statement in _SCHEMA:
@@ -68,16 +75,20 @@ def main() -> None:
     parser.add_argument("--bytes", type=int, default=700)
     parser.add_argument("--prefill", default="0,200000")
     parser.add_argument("--records", type=int, default=15000)
+    parser.add_argument("--ids", default="uuid4,uuid7")
+    parser.add_argument("--page-sizes", default="4096,16384")
     args = parser.parse_args()
     inputs = "[" + ",".join(["0.123456789"] * (args.bytes // 12)) + "]"
     kinds: dict[str, Callable[[], uuid.UUID]] = {"uuid4": uuid.uuid4, "uuid7": new_request_id}
+    pages = [int(n) for n in args.page_sizes.split(",")]
     for prefill in [int(n) for n in args.prefill.split(",")]:
         spent = {}
-        for name, make_id in kinds.items():
-            with tempfile.TemporaryDirectory() as tmp:
-                spent[name] = cpu_per_record(
-                    make_id, Path(tmp) / "log.db", prefill, args.records, inputs
-                )
+        for name in args.ids.split(","):
+            for page in pages:
+                with tempfile.TemporaryDirectory() as tmp:
+                    spent[f"{name} {page // 1024} KB"] = cpu_per_record(
+                        kinds[name], Path(tmp) / "log.db", prefill, args.records, inputs, page
+                    )
         shown = ", ".join(f"{name} {us:.1f} us" for name, us in spent.items())
         print(f"{args.bytes}-byte inputs after {prefill} records: {shown} per record")
 
