@@ -1,0 +1,137 @@
+"""CPU per request of each request form, in process: the whole ASGI app, no HTTP server.
+
+The machine's speed drifts (up to 2x between minutes here), which a served benchmark reads as
+a difference between the forms run one after the other; this one runs the forms in turn, twice,
+in one process, through the app ``modelserve serve`` runs (authentication, validation, the
+prediction log on SQLite), each request's body a fresh copy as from a socket, and prints the
+event loop thread's CPU per request, the least of ``--repeats`` rounds of ``--requests``. The
+log writer thread's work is left out (it runs on its own thread: ``bench/log_request_ids.py``).
+
+Run: ``python bench/request_cpu.py [--model logreg] [--forms v1-columnar,v2,v2-binary]
+[--rows 100]`` with the data dir ``bench/profile_server.py`` prepares (made here when missing:
+the model registered with its schema, an alias, an API key). Not run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE / "sidebyside"))
+import profile_server  # noqa: E402  (the request forms)
+import run as sbs  # noqa: E402  (the side-by-side harness: data dir set-up)
+
+from modelserve.app import create_app  # noqa: E402
+from modelserve.config import Settings  # noqa: E402
+
+
+def _scope(path: str, headers: dict[str, str], length: int) -> dict[str, Any]:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    raw += [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": raw,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+        "root_path": "",
+        "state": {},
+    }
+
+
+async def _request(app: Any, scope: dict[str, Any], body: bytes) -> None:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": bytes(bytearray(body)), "more_body": False}
+        await asyncio.sleep(3600)  # a client that stays connected
+        return {"type": "http.disconnect"}
+
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    await app(dict(scope), receive, send)
+    if statuses != [200]:
+        raise SystemExit(f"{scope['path']} answered {statuses}")
+
+
+async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any]) -> None:
+    """Each form in turn, twice: the least CPU per request of the event loop thread."""
+    app = create_app(Settings())
+    key = (workdir / sbs.MS_ADMIN_KEY).read_text().strip()
+    rows = meta["batch_rows"] if args.rows == 100 else [meta["sample_row"]]
+    async with app.router.lifespan_context(app):
+        gc.collect()
+        gc.freeze()  # as the server's lifespan does
+        for form in args.forms.split(",") * 2:
+            path, body, extra = profile_server.request_for(form, args.model, rows)
+            scope = _scope(path, {"X-API-Key": key, **extra}, len(body))
+            for _ in range(args.requests // 2):
+                await _request(app, scope, body)
+            rounds = []
+            for _ in range(args.repeats):
+                started = time.thread_time()
+                for _ in range(args.requests):
+                    await _request(app, scope, body)
+                rounds.append((time.thread_time() - started) / args.requests * 1e6)
+            shown = " ".join(f"{r:.0f}" for r in rounds)
+            print(f"{form:12} {args.rows:3} row(s): {min(rounds):7.1f} us/request ({shown})")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--model", default="logreg", help="logreg or hgb")
+    ap.add_argument("--forms", default="v1-columnar,v2,v2-binary")
+    ap.add_argument("--rows", type=int, default=100, choices=(1, 100))
+    ap.add_argument("--requests", type=int, default=300)
+    ap.add_argument("--repeats", type=int, default=7)
+    ap.add_argument("--out", type=Path, default=HERE / "out")
+    args = ap.parse_args()
+    out = args.out.resolve()
+    subprocess.run(
+        [sys.executable, str(HERE / "sidebyside" / "make_models.py"), str(out / "models")],
+        check=True,
+        capture_output=True,
+    )
+    meta = json.loads((out / "models" / "meta.json").read_text())
+    sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
+    sbs.VENV["modelserve"] = Path(sys.prefix)
+    sbs.TEMPLATES[:] = [out / "profile" / "templates"]
+    workdir = out / "profile" / f"data-{args.model}"
+    if not (workdir / sbs.MS_ADMIN_KEY).exists():
+        workdir.mkdir(parents=True, exist_ok=True)
+        sbs.launch_modelserve(args.model, out / "models" / f"{args.model}.joblib", 0, workdir)
+    for name, value in sbs.modelserve_env(workdir).items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    os.chdir(workdir)
+    asyncio.run(measure(args, workdir, meta))
+
+
+if __name__ == "__main__":
+    main()
