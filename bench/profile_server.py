@@ -22,6 +22,7 @@ import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "sidebyside"))
@@ -129,12 +130,7 @@ def profile_model(
     meta = json.loads((out / "models" / name).read_text())
     port = 18050
     proc = None
-    # the prepared data dir is kept for the next profile (registering takes a while)
-    workdir = out / "profile" / f"data-{model}"
-    if not (workdir / sbs.MS_ADMIN_KEY).exists():
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-        sbs.launch_modelserve(model, out / "models" / f"{model}.joblib", port, workdir)
+    workdir = data_dir(model, out)
     argv = [
         str(sbs.VENV["modelserve"] / "bin/modelserve"),
         "serve",
@@ -205,6 +201,34 @@ def profile_model(
             sbs.stop(proc, port)
 
 
+def prepare(out: Path, models: list[str]) -> dict[str, Any]:
+    """Train the bench's models into ``out/models`` (the demo model too when asked) and point
+    the side-by-side harness at this interpreter's modelserve; logreg's and hgb's meta.json."""
+    subprocess.run(
+        [sys.executable, str(HERE / "sidebyside" / "make_models.py"), str(out / "models")],
+        check=True,
+        capture_output=True,
+    )
+    meta: dict[str, Any] = json.loads((out / "models" / "meta.json").read_text())
+    sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
+    sbs.VENV["modelserve"] = Path(sys.prefix)
+    if "demo" in models:  # trained as `modelserve demo` does (make_demo.py)
+        sbs.make_demo(out / "models", capture=True)
+    sbs.TEMPLATES[:] = [out / "profile" / "templates"]
+    return meta
+
+
+def data_dir(model: str, out: Path) -> Path:
+    """The model's prepared data dir (schema, alias, API key; SQLite), made when missing and
+    kept for the next run (registering takes a while)."""
+    workdir = out / "profile" / f"data-{model}"
+    if not (workdir / sbs.MS_ADMIN_KEY).exists():
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+        sbs.launch_modelserve(model, out / "models" / f"{model}.joblib", 0, workdir)
+    return workdir
+
+
 def report(model: str, form: str, rows: int, res: dict[str, float], raw: Path) -> None:
     counts = summarize(raw)
     total = sum(counts.values()) or 1
@@ -228,17 +252,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     args = ap.parse_args()
     out = args.out.resolve()
-    subprocess.run(
-        [sys.executable, str(HERE / "sidebyside" / "make_models.py"), str(out / "models")],
-        check=True,
-        capture_output=True,
-    )
-    meta = json.loads((out / "models" / "meta.json").read_text())
-    sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
-    sbs.VENV["modelserve"] = Path(sys.prefix)
-    if "demo" in args.models.split(","):  # trained as `modelserve demo` does (make_demo.py)
-        sbs.make_demo(out / "models", capture=True)
-    sbs.TEMPLATES[:] = [out / "profile" / "templates"]
+    prepare(out, args.models.split(","))
     for model in args.models.split(","):
         profile_model(
             model, args.forms.split(","), [int(r) for r in args.rows.split(",")], args, out

@@ -17,9 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
-import json
 import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -27,7 +25,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "sidebyside"))
-import profile_server  # noqa: E402  (the request forms)
+import profile_server  # noqa: E402  (the request forms, the data dir)
 import run as sbs  # noqa: E402  (the side-by-side harness: data dir set-up)
 
 from modelserve.app import create_app  # noqa: E402
@@ -111,19 +109,8 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=HERE / "out")
     args = ap.parse_args()
     out = args.out.resolve()
-    subprocess.run(
-        [sys.executable, str(HERE / "sidebyside" / "make_models.py"), str(out / "models")],
-        check=True,
-        capture_output=True,
-    )
-    meta = json.loads((out / "models" / "meta.json").read_text())
-    sbs.FEATURES.update(dict.fromkeys(("logreg", "hgb"), meta["feature_names"]))
-    sbs.VENV["modelserve"] = Path(sys.prefix)
-    sbs.TEMPLATES[:] = [out / "profile" / "templates"]
-    workdir = out / "profile" / f"data-{args.model}"
-    if not (workdir / sbs.MS_ADMIN_KEY).exists():
-        workdir.mkdir(parents=True, exist_ok=True)
-        sbs.launch_modelserve(args.model, out / "models" / f"{args.model}.joblib", 0, workdir)
+    meta = profile_server.prepare(out, [args.model])
+    workdir = profile_server.data_dir(args.model, out)
     for name, value in sbs.modelserve_env(workdir).items():
         if value is None:
             os.environ.pop(name, None)

@@ -181,8 +181,10 @@ def _data_text(body: bytes, rows: int, *, nested: bool) -> bytes | None:
     1st; when it holds no quote, and no ``"data"`` comes after it, that key is the only one in
     the body, so the tensor's."""
     key = body.find(b'"data"')
+    if key < 0:
+        return None
     start = body.find(b"[", key)
-    if key < 0 or start < 0 or body[key + 6 : start].strip() != b":":
+    if start < 0 or body[key + 6 : start].strip() != b":":
         return None
     end = _nested_end(body, start, rows) if nested else body.index(b"]", start) + 1
     if body.find(b'"', start, end) >= 0 or body.find(b'"data"', end) >= 0:

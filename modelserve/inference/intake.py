@@ -28,7 +28,7 @@ import numpy as np
 import orjson
 
 from modelserve.inference.validation import CompiledValidator, ValidatedBatch
-from modelserve.predictions.inputs import FLAT, FLOAT64, float64_inputs
+from modelserve.predictions.inputs import FLAT, FLOAT64, float64_data
 from modelserve.registry.schemas import FeatureType, InputSchema
 
 _NUMBER_TYPES = frozenset({int, float})
@@ -148,13 +148,14 @@ class MatrixPayload:
         (``predictions.inputs``): the JSON of ``columnar()`` with the data's own text when it
         was read from JSON (flat data as it came, ``flat``), binary values as their base64,
         else the matrix spelled by orjson (the same values)."""
+        encoding: str | None
         if self.binary:
-            return float64_inputs(self.names, self.matrix), FLOAT64
+            data, encoding = float64_data(self.matrix), FLOAT64
+        elif self.data_text is not None:
+            data, encoding = self.data_text, FLAT if self.flat else None
+        else:
+            data, encoding = orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY), None
         head = b'{"columns":' + orjson.dumps(self.names) + b',"data":'
-        data, encoding = self.data_text, FLAT if self.flat else None
-        if data is None:
-            data = orjson.dumps(self.matrix, option=orjson.OPT_SERIALIZE_NUMPY)
-            encoding = None
         return orjson.Fragment(head + data + b"}"), encoding
 
 

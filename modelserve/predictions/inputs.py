@@ -19,7 +19,6 @@ import binascii
 from typing import Any
 
 import numpy as np
-import orjson
 
 FLOAT64 = "float64"
 """``inputs_encoding`` of inputs kept as base64 float64 values."""
@@ -27,11 +26,10 @@ FLAT = "flat"
 """``inputs_encoding`` of inputs whose data holds the rows' values one after another."""
 
 
-def float64_inputs(names: list[str], matrix: np.ndarray[Any, Any]) -> orjson.Fragment:
-    """The logged form of a rows x names float64 matrix (see the module's docstring)."""
+def float64_data(matrix: np.ndarray[Any, Any]) -> bytes:
+    """The ``data`` of a float64 matrix's logged form: the JSON string of its base64."""
     values = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
-    data = binascii.b2a_base64(values, newline=False)
-    return orjson.Fragment(b'{"columns":' + orjson.dumps(names) + b',"data":"' + data + b'"}')
+    return b'"' + binascii.b2a_base64(values, newline=False) + b'"'
 
 
 def spelled_out(inputs: Any, encoding: str | None) -> Any:
