@@ -12,6 +12,7 @@ import anyio
 from fastapi import FastAPI, params
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.routing import APIRoute, APIRouter
+from fastapi.telemetry import TelemetryConfig
 from starlette.routing import Match
 from starlette.types import Scope
 
@@ -142,6 +143,9 @@ _ROUTERS = (
     monitoring_router,
 )
 
+_NO_TELEMETRY: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False}
+"""FastAPI's OpenTelemetry, off (``Settings.opentelemetry``)."""
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the application; nothing touches the database until the lifespan starts."""
@@ -189,6 +193,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs" if docs else None,
         redoc_url="/redoc" if docs else None,
         openapi_url="/openapi.json" if docs else None,
+        # Off, FastAPI still asks every request whether an OpenTelemetry provider is set up,
+        # reading the environment three times: 2-3% of a one-row prediction.
+        telemetry=None if settings.opentelemetry else _NO_TELEMETRY,
     )
     install_error_handlers(app)
     app.add_middleware(PredictRoutes)  # innermost: inside the body guard and security headers

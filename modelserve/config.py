@@ -147,6 +147,12 @@ class Settings(BaseSettings):
         "hand-over to a worker thread and back; 0 sends every request to a worker thread.",
     )
     docs_enabled: bool = True
+    opentelemetry: bool = Field(
+        default=False,
+        description="FastAPI's OpenTelemetry instrumentation: a span, metrics and logs for "
+        "every request, sent to the providers an OpenTelemetry SDK has set up (for example "
+        "under opentelemetry-instrument). Off: no request is traced.",
+    )
     secret_key: SecretStr | None = Field(
         default=None,
         description="JWT signing key (32+ bytes). Unset: generated once into the data dir.",

@@ -10,6 +10,10 @@ connection; else it gets a 408 and is closed. Body reads are timed in the app
 Requests the parser refuses (malformed, or ``Content-Length`` with ``Transfer-Encoding``, the
 request-smuggling shape) are answered by the protocol itself, before any app runs: here with
 the JSON error envelope instead of Uvicorn's plain text.
+
+A response's head is written with its first body bytes (``HeadWithBody``): Uvicorn writes
+them as they come, the head at ``http.response.start`` and the body after it, two ``send``
+system calls and two TCP segments for every answer.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 import orjson
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
 
 class GuardedHttpToolsProtocol(HttpToolsProtocol):
@@ -49,9 +53,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._arm_header_timer()
 
     def on_headers_complete(self) -> None:
-        """The headers are in: stop the clock, then let Uvicorn start the request."""
+        """The headers are in: stop the clock, then let Uvicorn start the request, whose
+        response head waits for its body."""
         self._cancel_header_timer()
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is not None and cycle.transport is self.transport:
+            cycle.transport = HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
+
+    def on_response_complete(self) -> None:
+        """A response without body bytes (HEAD, 204, 304) sends its head now."""
+        cycle = self.cycle
+        if cycle is not None and isinstance(cycle.transport, HeadWithBody):
+            cycle.transport.flush()
+        super().on_response_complete()
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused, answered in the envelope; the connection closes."""
@@ -86,6 +101,49 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+class HeadWithBody:
+    """A request cycle's transport that holds the response's head until its first body bytes
+    and writes both at once. Anything else is written at once (``100 Continue``, which the
+    client waits for before it sends the body, is written before the response starts); the
+    head alone goes out when the response completes without a body, or the connection
+    closes."""
+
+    __slots__ = ("_cycle", "_head", "_held", "_transport")
+
+    def __init__(self, transport: asyncio.Transport, cycle: RequestResponseCycle) -> None:
+        self._transport = transport
+        self._cycle = cycle
+        self._head: bytes | None = None
+        self._held = False
+
+    def write(self, data: bytes) -> None:
+        """Write ``data``, after the held head; the response's head itself is held."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head + data)
+        elif not self._held and self._cycle.response_started:
+            self._held = True
+            self._head = data
+        else:
+            self._transport.write(data)
+
+    def flush(self) -> None:
+        """Write the head if it is still held."""
+        head = self._head
+        if head is not None:
+            self._head = None
+            self._transport.write(head)
+
+    def close(self) -> None:
+        """Close the connection once the held head, if any, is written."""
+        self.flush()
+        self._transport.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
 
 
 def protocol_class(header_timeout: float) -> type[GuardedHttpToolsProtocol]:

@@ -1,9 +1,11 @@
 """The HTTP/1.1 edge of a real ``modelserve serve`` process, over raw sockets: read timeouts for
-headers, bodies and idle connections, and protocol errors in the JSON envelope."""
+headers, bodies and idle connections, protocol errors in the JSON envelope, and what writing a
+response's head with its body must keep: HEAD answers, 100 Continue, pipelined requests."""
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
@@ -93,3 +95,74 @@ def test_request_smuggling_is_a_400_in_the_envelope(address: tuple[str, int]) ->
         status, body = _envelope(_read_until_closed(sock))
     assert status == 400
     assert body["code"] == "bad_request"
+
+
+def _response(sock: socket.socket) -> bytes:
+    """One whole response (head and a ``Content-Length`` body) read off a kept-alive socket."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = next(
+        int(line.split(b":", 1)[1])
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    )
+    while len(body) < length:
+        body += sock.recv(65536) or pytest.fail(f"closed after {received + body!r}")
+    return head + b"\r\n\r\n" + body
+
+
+def test_a_body_in_parts_within_the_timeout_is_read(address: tuple[str, int]) -> None:
+    # The body clock only runs while the body is on its way: here the read waits for part two.
+    head = (
+        b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 27\r\n\r\n"
+    )
+    with _connect(address) as sock:
+        sock.sendall(head + b'{"refresh_token"')
+        time.sleep(0.3)
+        sock.sendall(b': "nope"}\r\n')
+        status, body = _envelope(_response(sock))
+    assert status == 401, body
+    assert body["code"] != "request_timeout"
+
+
+def test_a_response_without_a_body_sends_its_head(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        received = b""
+        while b"\r\n\r\n" not in received:
+            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+        assert received.startswith(b"HTTP/1.1 "), received
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection goes on
+        assert _response(sock).startswith(b"HTTP/1.1 200")
+
+
+def test_100_continue_is_sent_before_the_body(address: tuple[str, int]) -> None:
+    body = b'{"refresh_token": "nope"}'
+    with _connect(address) as sock:
+        sock.sendall(
+            b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
+        )
+        interim = b""
+        while b"\r\n\r\n" not in interim:
+            interim += sock.recv(65536) or pytest.fail(f"closed after {interim!r}")
+        assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
+        sock.sendall(body)
+        status, _ = _envelope(_response(sock))
+    assert status == 401
+
+
+def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(
+            b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2
+            + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 3 or not received.endswith(b"}"):
+            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+    statuses = [int(part.split(b" ", 1)[0]) for part in received.split(b"HTTP/1.1 ")[1:]]
+    assert statuses == [200, 200, 404]
