@@ -82,6 +82,9 @@ class OnnxPredictor:
         # ONNX gives labels in its own types (a boolean class comes back as 0/1, a float class
         # as an integer); looking them up returns the model's own label, as scikit-learn does.
         self._classes: dict[Any, Any] = {label: label for label in output.classes or []}
+        # Integer or string classes come back as themselves: the lookup would change nothing.
+        kinds = {type(label) for label in output.classes or []}
+        self._plain_kind = "iu" if kinds == {int} else "OU" if kinds == {str} else ""
 
     def model_input(self, batch: ValidatedBatch) -> dict[str, np.ndarray[Any, Any]]:
         """The tensors handed to ONNX Runtime, by input name."""
@@ -106,7 +109,9 @@ class OnnxPredictor:
         matrix = None
         if self.output.task == "classification":
             raw = np.asarray(outputs[0]).ravel()
-            predictions = [self._classes.get(v, v) for v in raw.tolist()]
+            predictions = raw.tolist()
+            if raw.dtype.kind not in self._plain_kind:
+                predictions = [self._classes.get(v, v) for v in predictions]
             if self.with_proba:
                 matrix = np.asarray(outputs[1], dtype=np.float64)
         else:

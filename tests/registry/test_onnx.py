@@ -379,3 +379,32 @@ def test_the_cli_registers_new_models_on_the_default_runtime(
     assert "pinned (runtime: sklearn)" in shown.output
     bad = CliRunner().invoke(cli_app, [*command[:3], "--name", "bad", "--runtime", "gpu"])
     assert bad.exit_code != 0
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        pytest.param(lambda y: y.map({"setosa": 0, "versicolor": 1, "virginica": 2}), id="int"),
+        pytest.param(lambda y: y, id="str"),
+        pytest.param(lambda y: y == "setosa", id="bool"),
+        pytest.param(
+            lambda y: y.map({"setosa": 1.0, "versicolor": 2.0, "virginica": 3.0}), id="float"
+        ),
+    ],
+)
+def test_the_twin_answers_the_models_own_labels(make_client: ClientFactory, labels: Any) -> None:
+    # ONNX gives a boolean class as 0/1 and a float class as an integer: the answer still
+    # carries scikit-learn's labels, of their own type.
+    from sklearn.linear_model import LogisticRegression
+
+    x, species = iris_xy()
+    model = LogisticRegression(max_iter=500).fit(x, labels(species))
+    with make_client(default_runtime="onnx") as client:
+        assert register(client, "iris", dump_skops(model), iris_schema()).status_code == 201
+        instances = [iris_instance(i) for i in range(0, 150, 7)]
+        body = predict(client, "iris", instances)
+    assert body["runtime"] == "onnx"
+    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+    want = model.predict(matrix).tolist()
+    assert body["predictions"] == want
+    assert [type(p) for p in body["predictions"]] == [type(p) for p in want]
