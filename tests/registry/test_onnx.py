@@ -381,30 +381,36 @@ def test_the_cli_registers_new_models_on_the_default_runtime(
     assert bad.exit_code != 0
 
 
-@pytest.mark.parametrize(
-    "labels",
-    [
-        pytest.param(lambda y: y.map({"setosa": 0, "versicolor": 1, "virginica": 2}), id="int"),
-        pytest.param(lambda y: y, id="str"),
-        pytest.param(lambda y: y == "setosa", id="bool"),
-        pytest.param(
-            lambda y: y.map({"setosa": 1.0, "versicolor": 2.0, "virginica": 3.0}), id="float"
-        ),
-    ],
-)
-def test_the_twin_answers_the_models_own_labels(make_client: ClientFactory, labels: Any) -> None:
+LABELS = {  # how the iris species become the classes, and V2's datatype for them
+    "INT64": lambda y: y.map({"setosa": 0, "versicolor": 1, "virginica": 2}),
+    "BYTES": lambda y: y,
+    "BOOL": lambda y: y == "setosa",
+    "FP64": lambda y: y.map({"setosa": 1.0, "versicolor": 2.0, "virginica": 3.0}),
+}
+
+
+@pytest.mark.parametrize("datatype", LABELS)
+def test_the_twin_answers_the_models_own_labels(make_client: ClientFactory, datatype: str) -> None:
     # ONNX gives a boolean class as 0/1 and a float class as an integer: the answer still
     # carries scikit-learn's labels, of their own type.
     from sklearn.linear_model import LogisticRegression
 
     x, species = iris_xy()
-    model = LogisticRegression(max_iter=500).fit(x, labels(species))
+    model = LogisticRegression(max_iter=500).fit(x, LABELS[datatype](species))
     with make_client(default_runtime="onnx") as client:
         assert register(client, "iris", dump_skops(model), iris_schema()).status_code == 201
         instances = [iris_instance(i) for i in range(0, 150, 7)]
         body = predict(client, "iris", instances)
+        matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
+        tensor = {"name": "x", "shape": list(matrix.shape), "datatype": "FP64"}
+        v2 = client.post(
+            "/v2/models/iris/infer", json={"inputs": [{**tensor, "data": matrix.tolist()}]}
+        )
     assert body["runtime"] == "onnx"
-    matrix = np.array([[row[f] for f in IRIS_FEATURES] for row in instances])
     want = model.predict(matrix).tolist()
     assert body["predictions"] == want
     assert [type(p) for p in body["predictions"]] == [type(p) for p in want]
+    assert v2.status_code == 200, v2.text
+    [predicted] = [t for t in v2.json()["outputs"] if t["name"] == "predict"]
+    assert predicted["datatype"] == datatype
+    assert predicted["data"] == want

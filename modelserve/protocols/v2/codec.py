@@ -300,7 +300,17 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
     return {"instances": [{n: v[row] for n, v in columns.items()} for row in range(n_rows)]}
 
 
+_LABEL_TYPES = frozenset({bool, int, float, str})
+
+
 def _label_datatype(labels: list[Any]) -> Datatype:
+    types = set(map(type, labels))
+    if types <= _LABEL_TYPES:  # the usual labels, told by their types at once
+        if types <= {bool}:
+            return "BOOL"
+        if types == {int}:
+            return "INT64"
+        return "FP64" if types <= {int, float} else "BYTES"
     if all(isinstance(v, bool) for v in labels):
         return "BOOL"
     if all(isinstance(v, int) and not isinstance(v, bool) for v in labels):
@@ -354,16 +364,17 @@ def to_outputs(
                 {"name": PREDICT, "shape": [n_rows], "datatype": datatype, "data": predictions}
             )
         else:
-            labels = [str(c) for c in output.classes or []]
+            width = len(output.classes or [])
             flat: Any
             if result.matrix is not None:
                 flat = np.ascontiguousarray(result.matrix, dtype=np.float64).ravel()
             else:
+                labels = [str(c) for c in output.classes or []]
                 flat = [row[label] for row in result.probabilities or [] for label in labels]
             tensors.append(
                 {
                     "name": PREDICT_PROBA,
-                    "shape": [n_rows, len(labels)],
+                    "shape": [n_rows, width],
                     "datatype": "FP64",
                     "data": flat,
                 }
