@@ -19,6 +19,8 @@ system calls and two TCP segments for every answer.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from functools import partial
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -59,14 +61,9 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         super().on_headers_complete()
         cycle = self.cycle
         if cycle is not None and cycle.transport is self.transport:
-            cycle.transport = HeadWithBody(self.transport, cycle)  # type: ignore[assignment]
-
-    def on_response_complete(self) -> None:
-        """A response without body bytes (HEAD, 204, 304) sends its head now."""
-        cycle = self.cycle
-        if cycle is not None and isinstance(cycle.transport, HeadWithBody):
-            cycle.transport.flush()
-        super().on_response_complete()
+            held = HeadWithBody(self.transport, cycle)
+            cycle.transport = held  # type: ignore[assignment]
+            cycle.on_response = partial(_completed, held, cycle.on_response)
 
     def send_400_response(self, msg: str) -> None:
         """A request the parser refused, answered in the envelope; the connection closes."""
@@ -144,6 +141,13 @@ class HeadWithBody:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
+
+
+def _completed(held: HeadWithBody, on_response: Callable[[], None]) -> None:
+    """A cycle's response is complete: its head goes out if no body took it (HEAD, 204, 304),
+    before the connection goes on to a pipelined request."""
+    held.flush()
+    on_response()
 
 
 def protocol_class(header_timeout: float) -> type[GuardedHttpToolsProtocol]:

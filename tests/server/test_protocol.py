@@ -166,3 +166,16 @@ def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> N
             received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
     statuses = [int(part.split(b" ", 1)[0]) for part in received.split(b"HTTP/1.1 ")[1:]]
     assert statuses == [200, 200, 404]
+
+
+def test_a_pipelined_head_request_is_answered_before_the_next(address: tuple[str, int]) -> None:
+    with _connect(address) as sock:
+        sock.sendall(
+            b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+        received = b""
+        while received.count(b"HTTP/1.1 ") < 2 or not received.endswith(b"}"):
+            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+    head, _, rest = received.partition(b"\r\n\r\n")  # a head and no body (405: GET only)
+    assert head.startswith(b"HTTP/1.1 405"), received
+    assert rest.startswith(b"HTTP/1.1 200"), received
