@@ -11,6 +11,10 @@ Requests the parser refuses (malformed, or ``Content-Length`` with ``Transfer-En
 request-smuggling shape) are answered by the protocol itself, before any app runs: here with
 the JSON error envelope instead of Uvicorn's plain text.
 
+A timeout that runs out closes its connection one poll of the sockets later
+(``_INPUT_GRACE_SECONDS``), so that a request which arrived while the event loop was held up
+is read first and served.
+
 A response's head is written with its first body bytes (``HeadWithBody``): Uvicorn writes
 them as they come, the head at ``http.response.start`` and the body after it, two ``send``
 system calls and two TCP segments for every answer.
@@ -78,7 +82,19 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer.cancel()
             self._header_timer = None
 
+    def timeout_keep_alive_handler(self) -> None:
+        """An idle keep-alive connection's time is up: it closes, unless a request that
+        already arrived is read in the meantime (``_INPUT_GRACE_SECONDS``)."""
+        self.timeout_keep_alive_task = self.loop.call_later(
+            _INPUT_GRACE_SECONDS, super().timeout_keep_alive_handler
+        )
+
     def _headers_too_slow(self) -> None:
+        """The header clock ran out: one more look at the socket (``_INPUT_GRACE_SECONDS``),
+        then the 408."""
+        self._header_timer = self.loop.call_later(_INPUT_GRACE_SECONDS, self._headers_still_slow)
+
+    def _headers_still_slow(self) -> None:
         self._header_timer = None
         if self.transport.is_closing():
             return
@@ -98,6 +114,14 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
         head.append(b"connection: close\r\n\r\n")
         self.transport.write(b"".join(head) + body)
         self.transport.close()
+
+
+_INPUT_GRACE_SECONDS = 0.001
+"""How long a connection's timeout waits to close it once it has run out. libuv (uvloop) runs
+the timers that are due before it reads the sockets: after the event loop was held up past a
+timeout, a request already in the socket's buffer found its connection closed (a kept-alive
+client saw "server disconnected without sending a response"). One poll later it has been
+read, which cancels the timeout."""
 
 
 class HeadWithBody:

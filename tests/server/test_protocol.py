@@ -4,9 +4,12 @@ response's head with its body must keep: HEAD answers, 100 Continue, pipelined r
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
@@ -179,3 +182,29 @@ def test_a_pipelined_head_request_is_answered_before_the_next(address: tuple[str
     head, _, rest = received.partition(b"\r\n\r\n")  # a head and no body (405: GET only)
     assert head.startswith(b"HTTP/1.1 405"), received
     assert rest.startswith(b"HTTP/1.1 200"), received
+
+
+@pytest.mark.parametrize("clock", ["keep-alive", "headers"])
+def test_a_request_in_the_socket_when_a_held_up_server_resumes_is_answered(
+    tmp_path: Path, clock: str
+) -> None:
+    # The server is stopped past a timeout while the request reaches its socket: on resuming,
+    # uvloop runs the due timer before it reads the socket; the request is still answered.
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+    database = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with running_server(database, tmp_path, **TIMEOUTS) as (base, process):
+        parts = urlsplit(base)
+        assert parts.hostname is not None
+        assert parts.port is not None
+        with socket.create_connection((parts.hostname, parts.port), timeout=WAIT) as sock:
+            if clock == "keep-alive":  # one answer first: the connection is then idle
+                sock.sendall(request)
+                assert _response(sock).startswith(b"HTTP/1.1 200")
+            time.sleep(0.2)  # the server has taken the connection and armed the clock
+            os.kill(process.pid, signal.SIGSTOP)
+            try:
+                time.sleep(1.5)  # past the 1 s timeouts
+                sock.sendall(request)
+            finally:
+                os.kill(process.pid, signal.SIGCONT)
+            assert _response(sock).startswith(b"HTTP/1.1 200")
