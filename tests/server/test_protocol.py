@@ -8,7 +8,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -32,10 +33,14 @@ def address(
     data = tmp_path_factory.mktemp("server")
     args = ("--workers", "2") if request.param == "gunicorn" else ()
     with running_server(f"sqlite:///{data / 'db.sqlite'}", data, *args, **TIMEOUTS) as (base, _):
-        parts = urlsplit(base)
-        assert parts.hostname is not None
-        assert parts.port is not None
-        yield parts.hostname, parts.port
+        yield _host_port(base)
+
+
+def _host_port(base: str) -> tuple[str, int]:
+    parts = urlsplit(base)
+    assert parts.hostname is not None
+    assert parts.port is not None
+    return parts.hostname, parts.port
 
 
 def _connect(address: tuple[str, int]) -> socket.socket:
@@ -100,19 +105,26 @@ def test_request_smuggling_is_a_400_in_the_envelope(address: tuple[str, int]) ->
     assert body["code"] == "bad_request"
 
 
+def _read_until(sock: socket.socket, done: Callable[[bytes], bool], received: bytes = b"") -> bytes:
+    """What the server sends until ``done`` holds of it (a close before that fails)."""
+    while not done(received):
+        received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+    return received
+
+
+def _has_head(received: bytes) -> bool:
+    return b"\r\n\r\n" in received
+
+
 def _response(sock: socket.socket) -> bytes:
     """One whole response (head and a ``Content-Length`` body) read off a kept-alive socket."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
-    head, _, body = received.partition(b"\r\n\r\n")
+    head, _, body = _read_until(sock, _has_head).partition(b"\r\n\r\n")
     length = next(
         int(line.split(b":", 1)[1])
         for line in head.split(b"\r\n")
         if line.lower().startswith(b"content-length:")
     )
-    while len(body) < length:
-        body += sock.recv(65536) or pytest.fail(f"closed after {received + body!r}")
+    body = _read_until(sock, lambda got: len(got) >= length, body)
     return head + b"\r\n\r\n" + body
 
 
@@ -134,9 +146,7 @@ def test_a_body_in_parts_within_the_timeout_is_read(address: tuple[str, int]) ->
 def test_a_response_without_a_body_sends_its_head(address: tuple[str, int]) -> None:
     with _connect(address) as sock:
         sock.sendall(b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-        received = b""
-        while b"\r\n\r\n" not in received:
-            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+        received = _read_until(sock, _has_head)
         assert received.startswith(b"HTTP/1.1 "), received
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")  # the connection goes on
         assert _response(sock).startswith(b"HTTP/1.1 200")
@@ -149,13 +159,16 @@ def test_100_continue_is_sent_before_the_body(address: tuple[str, int]) -> None:
             b"POST /v1/auth/refresh HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
             b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body)
         )
-        interim = b""
-        while b"\r\n\r\n" not in interim:
-            interim += sock.recv(65536) or pytest.fail(f"closed after {interim!r}")
+        interim = _read_until(sock, _has_head)
         assert interim.startswith(b"HTTP/1.1 100 Continue"), interim
         sock.sendall(body)
         status, _ = _envelope(_response(sock))
     assert status == 401
+
+
+def _answered(count: int, received: bytes) -> bool:
+    """Whether ``count`` responses are in, the last one's JSON body whole."""
+    return received.count(b"HTTP/1.1 ") >= count and received.endswith(b"}")
 
 
 def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> None:
@@ -164,9 +177,7 @@ def test_pipelined_requests_are_answered_in_order(address: tuple[str, int]) -> N
             b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2
             + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        received = b""
-        while received.count(b"HTTP/1.1 ") < 3 or not received.endswith(b"}"):
-            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+        received = _read_until(sock, partial(_answered, 3))
     statuses = [int(part.split(b" ", 1)[0]) for part in received.split(b"HTTP/1.1 ")[1:]]
     assert statuses == [200, 200, 404]
 
@@ -176,9 +187,7 @@ def test_a_pipelined_head_request_is_answered_before_the_next(address: tuple[str
         sock.sendall(
             b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
         )
-        received = b""
-        while received.count(b"HTTP/1.1 ") < 2 or not received.endswith(b"}"):
-            received += sock.recv(65536) or pytest.fail(f"closed after {received!r}")
+        received = _read_until(sock, partial(_answered, 2))
     head, _, rest = received.partition(b"\r\n\r\n")  # a head and no body (405: GET only)
     assert head.startswith(b"HTTP/1.1 405"), received
     assert rest.startswith(b"HTTP/1.1 200"), received
@@ -192,19 +201,18 @@ def test_a_request_in_the_socket_when_a_held_up_server_resumes_is_answered(
     # uvloop runs the due timer before it reads the socket; the request is still answered.
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     database = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    with running_server(database, tmp_path, **TIMEOUTS) as (base, process):
-        parts = urlsplit(base)
-        assert parts.hostname is not None
-        assert parts.port is not None
-        with socket.create_connection((parts.hostname, parts.port), timeout=WAIT) as sock:
-            if clock == "keep-alive":  # one answer first: the connection is then idle
-                sock.sendall(request)
-                assert _response(sock).startswith(b"HTTP/1.1 200")
-            time.sleep(0.2)  # the server has taken the connection and armed the clock
-            os.kill(process.pid, signal.SIGSTOP)
-            try:
-                time.sleep(1.5)  # past the 1 s timeouts
-                sock.sendall(request)
-            finally:
-                os.kill(process.pid, signal.SIGCONT)
+    with (
+        running_server(database, tmp_path, **TIMEOUTS) as (base, process),
+        _connect(_host_port(base)) as sock,
+    ):
+        if clock == "keep-alive":  # one answer first: the connection is then idle
+            sock.sendall(request)
             assert _response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)  # the server has taken the connection and armed the clock
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.5)  # past the 1 s timeouts
+            sock.sendall(request)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        assert _response(sock).startswith(b"HTTP/1.1 200")
