@@ -11,9 +11,10 @@ Requests the parser refuses (malformed, or ``Content-Length`` with ``Transfer-En
 request-smuggling shape) are answered by the protocol itself, before any app runs: here with
 the JSON error envelope instead of Uvicorn's plain text.
 
-A timeout that runs out closes its connection one poll of the sockets later
-(``_INPUT_GRACE_SECONDS``), so that a request which arrived while the event loop was held up
-is read first and served.
+An idle keep-alive connection whose time is up is not closed while bytes wait unread in its
+socket (``FIONREAD``), and a header timeout that runs out closes its connection one poll of the
+sockets later (``_INPUT_GRACE_SECONDS``): a request which arrived while the event loop was held
+up is read first and served.
 
 A response's head is written with its first body bytes (``HeadWithBody``): Uvicorn writes
 them as they come, the head at ``http.response.start`` and the body after it, two ``send``
@@ -22,7 +23,10 @@ system calls and two TCP segments for every answer.
 
 from __future__ import annotations
 
+import array
 import asyncio
+import fcntl
+import termios
 from collections.abc import Callable
 from functools import partial
 from http import HTTPStatus
@@ -83,11 +87,20 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
             self._header_timer = None
 
     def timeout_keep_alive_handler(self) -> None:
-        """An idle keep-alive connection's time is up: it closes, unless a request that
-        already arrived is read in the meantime (``_INPUT_GRACE_SECONDS``)."""
-        self.timeout_keep_alive_task = self.loop.call_later(
-            _INPUT_GRACE_SECONDS, super().timeout_keep_alive_handler
-        )
+        """An idle keep-alive connection's time is up: it closes, unless bytes wait unread in
+        its socket. libuv runs due timers before it reads the sockets when a poll was cut
+        short (a stopped or held-up process), so a request already sent could find its
+        connection closed ("server disconnected without sending a response"); it is read
+        and answered instead, and the connection's idle clock starts again."""
+        self.timeout_keep_alive_task = None
+        if self.transport.is_closing():
+            return
+        if _unread_bytes(self.transport) > 0:
+            self.timeout_keep_alive_task = self.loop.call_later(
+                self.timeout_keep_alive, self.timeout_keep_alive_handler
+            )
+            return
+        self.transport.close()
 
     def _headers_too_slow(self) -> None:
         """The header clock ran out: one more look at the socket (``_INPUT_GRACE_SECONDS``),
@@ -117,11 +130,24 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
 
 _INPUT_GRACE_SECONDS = 0.001
-"""How long a connection's timeout waits to close it once it has run out. libuv (uvloop) runs
-the timers that are due before it reads the sockets: after the event loop was held up past a
-timeout, a request already in the socket's buffer found its connection closed (a kept-alive
-client saw "server disconnected without sending a response"). One poll later it has been
-read, which cancels the timeout."""
+"""How long a header timeout waits to close its connection once it has run out. libuv (uvloop)
+runs the timers that are due before it reads the sockets when its poll was cut short (a
+stopped or held-up process): a request whose headers were already in the socket's buffer found
+its connection closed. One poll later they have been read, which cancels the timeout."""
+
+
+def _unread_bytes(transport: asyncio.Transport) -> int:
+    """How many received bytes wait unread in the transport's socket (0 when that cannot be
+    told: no socket, or a platform without ``FIONREAD``)."""
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return 0
+    pending = array.array("i", [0])
+    try:
+        fcntl.ioctl(sock.fileno(), termios.FIONREAD, pending)
+    except (OSError, ValueError):
+        return 0
+    return pending[0]
 
 
 class HeadWithBody:

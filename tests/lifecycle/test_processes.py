@@ -39,6 +39,7 @@ pytestmark = pytest.mark.slow
 # scheduler alone has taken more than that, so the tests allow 3 s: still well below the 5 s poll
 # the NOTIFY test sets, and any propagation that waits for something slower than the poll fails.
 PROPAGATION_BOUND_SECONDS = 3.0
+CLIENT_KEEPALIVE_SECONDS = 2.0
 
 
 @dataclass
@@ -117,7 +118,12 @@ class Load:
 
     def run(self, base: str) -> None:
         body = {"instances": [iris_instance()]}
-        with httpx.Client(base_url=base, headers=self.headers, timeout=30) as client:
+        # A client drops a pooled connection before the server's idle timeout (5 s) would close
+        # it: were this thread held up for about that long between two requests, it would
+        # otherwise race the server's close, which no server can answer (HTTP/1.1 keep-alive).
+        limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_SECONDS)
+        with httpx.Client(base_url=base, headers=self.headers, timeout=30, limits=limits) as client:
+            answered = time.monotonic()
             while not self.stop.is_set():
                 try:
                     # When the request was sent: a v2 answer says the process had switched by
@@ -128,8 +134,9 @@ class Load:
                     answered = time.monotonic()
                     self.results.append((sent, answered, base, response.status_code, version))
                 except httpx.TransportError as exc:
+                    idle = sent - answered
                     self.results.append((sent, time.monotonic(), base, 0, None))
-                    self.errors.append(f"{base} at {sent:.3f}: {exc!r}")
+                    self.errors.append(f"{base} at {sent:.3f}, {idle:.3f} s idle: {exc!r}")
                     raise AssertionError(f"transport error: {exc}") from exc
 
     def first_time_serving(self, base: str, version: int, after: float) -> float | None:
