@@ -14,7 +14,9 @@ the JSON error envelope instead of Uvicorn's plain text.
 An idle keep-alive connection whose time is up is not closed while bytes wait unread in its
 socket (``FIONREAD``), and a header timeout that runs out closes its connection one poll of the
 sockets later (``_INPUT_GRACE_SECONDS``): a request which arrived while the event loop was held
-up is read first and served.
+up is read first and served. A timeout that fires late (the process, or its whole virtual
+machine, was not running) gives the connection ``_RESUMED_GRACE_SECONDS`` more: its client was
+frozen too, and may be sending on it just as the server's timers run.
 
 A response's head is written with its first body bytes (``HeadWithBody``): Uvicorn writes
 them as they come, the head at ``http.response.start`` and the body after it, two ``send``
@@ -88,24 +90,31 @@ class GuardedHttpToolsProtocol(HttpToolsProtocol):
 
     def timeout_keep_alive_handler(self) -> None:
         """An idle keep-alive connection's time is up: it closes, unless bytes wait unread in
-        its socket. libuv runs due timers before it reads the sockets when a poll was cut
-        short (a stopped or held-up process), so a request already sent could find its
-        connection closed ("server disconnected without sending a response"); it is read
-        and answered instead, and the connection's idle clock starts again."""
+        its socket (a request already sent: read and answered, and the idle clock starts
+        again), or the clock ran out while this process was not running (the timer fired
+        late): then a client frozen with it gets ``_RESUMED_GRACE_SECONDS`` to send what it
+        was sending. Either way a kept-alive client would otherwise see "server disconnected
+        without sending a response"."""
+        timer = self.timeout_keep_alive_task
         self.timeout_keep_alive_task = None
         if self.transport.is_closing():
             return
         if _unread_bytes(self.transport) > 0:
-            self.timeout_keep_alive_task = self.loop.call_later(
-                self.timeout_keep_alive, self.timeout_keep_alive_handler
-            )
+            wait = float(self.timeout_keep_alive)
+        elif _ran_late(timer, self.loop):
+            wait = _RESUMED_GRACE_SECONDS
+        else:
+            self.transport.close()
             return
-        self.transport.close()
+        self.timeout_keep_alive_task = self.loop.call_later(wait, self.timeout_keep_alive_handler)
 
     def _headers_too_slow(self) -> None:
-        """The header clock ran out: one more look at the socket (``_INPUT_GRACE_SECONDS``),
+        """The header clock ran out: one more look at the socket (``_INPUT_GRACE_SECONDS``, or
+        ``_RESUMED_GRACE_SECONDS`` when the clock ran out while this process was not running),
         then the 408."""
-        self._header_timer = self.loop.call_later(_INPUT_GRACE_SECONDS, self._headers_still_slow)
+        late = _ran_late(self._header_timer, self.loop)
+        grace = _RESUMED_GRACE_SECONDS if late else _INPUT_GRACE_SECONDS
+        self._header_timer = self.loop.call_later(grace, self._headers_still_slow)
 
     def _headers_still_slow(self) -> None:
         self._header_timer = None
@@ -134,6 +143,21 @@ _INPUT_GRACE_SECONDS = 0.001
 runs the timers that are due before it reads the sockets when its poll was cut short (a
 stopped or held-up process): a request whose headers were already in the socket's buffer found
 its connection closed. One poll later they have been read, which cancels the timeout."""
+
+_LATE_SECONDS = 1.0
+"""A timer that fires this much after its time says this process was not running: stopped, or
+its whole virtual machine paused (a snapshot pauses this CI's machines for seconds, and the
+monotonic clock counts the pause). Its peers were frozen with it and did not idle that long."""
+
+_RESUMED_GRACE_SECONDS = 2.0
+"""How long a connection whose timeout fired late stays open for its client to go on: a client
+that had checked its connection and was sending its next request when the machine paused sends
+it on resuming, maybe after the server's timers have run."""
+
+
+def _ran_late(timer: asyncio.TimerHandle | None, loop: asyncio.AbstractEventLoop) -> bool:
+    """Whether ``timer``, which has just fired, fired ``_LATE_SECONDS`` or more after its time."""
+    return timer is not None and loop.time() - timer.when() >= _LATE_SECONDS
 
 
 def _unread_bytes(transport: asyncio.Transport) -> int:

@@ -194,11 +194,14 @@ def test_a_pipelined_head_request_is_answered_before_the_next(address: tuple[str
 
 
 @pytest.mark.parametrize("clock", ["keep-alive", "headers"])
-def test_a_request_in_the_socket_when_a_held_up_server_resumes_is_answered(
-    tmp_path: Path, clock: str
+@pytest.mark.parametrize("sent", ["while stopped", "after resuming"])
+def test_a_request_sent_around_a_held_up_server_is_answered(
+    tmp_path: Path, clock: str, sent: str
 ) -> None:
-    # The server is stopped past a timeout while the request reaches its socket: on resuming,
-    # uvloop runs the due timer before it reads the socket; the request is still answered.
+    # The server is stopped past a timeout. "while stopped": the request reaches its socket
+    # meanwhile; on resuming, uvloop runs the due timer before it reads the socket. "after
+    # resuming": the client was frozen with it (a paused virtual machine) and sends just after
+    # the server's late timers ran. Either way the request is answered.
     request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
     database = f"sqlite:///{tmp_path / 'db.sqlite'}"
     with (
@@ -208,6 +211,18 @@ def test_a_request_in_the_socket_when_a_held_up_server_resumes_is_answered(
         if clock == "keep-alive":  # one answer first: the connection is then idle
             sock.sendall(request)
             assert _response(sock).startswith(b"HTTP/1.1 200")
+        time.sleep(0.2)  # the server has taken the connection and armed the clock
+        os.kill(process.pid, signal.SIGSTOP)
+        try:
+            time.sleep(2.5)  # the 1 s timeouts ran out over a second ago
+            if sent == "while stopped":
+                sock.sendall(request)
+        finally:
+            os.kill(process.pid, signal.SIGCONT)
+        if sent == "after resuming":
+            time.sleep(0.3)  # the server has run its timers
+            sock.sendall(request)
+        assert _response(sock).startswith(b"HTTP/1.1 200")
         time.sleep(0.2)  # the server has taken the connection and armed the clock
         os.kill(process.pid, signal.SIGSTOP)
         try:
