@@ -134,9 +134,10 @@ class Load:
                     answered = time.monotonic()
                     self.results.append((sent, answered, base, response.status_code, version))
                 except httpx.TransportError as exc:
-                    idle = sent - answered
-                    self.results.append((sent, time.monotonic(), base, 0, None))
-                    self.errors.append(f"{base} at {sent:.3f}, {idle:.3f} s idle: {exc!r}")
+                    failed = time.monotonic()
+                    self.results.append((sent, failed, base, 0, None))
+                    timing = f"{sent - answered:.3f} s idle, failed {failed - sent:.3f} s later"
+                    self.errors.append(f"{base} at {sent:.3f} ({timing}): {exc!r}")
                     raise AssertionError(f"transport error: {exc}") from exc
 
     def first_time_serving(self, base: str, version: int, after: float) -> float | None:
