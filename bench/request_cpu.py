@@ -4,8 +4,9 @@ The machine's speed drifts (up to 2x between minutes here), which a served bench
 a difference between the forms run one after the other; this one runs the forms in turn, twice,
 in one process, through the app ``modelserve serve`` runs (authentication, validation, the
 prediction log on SQLite), each request's body a fresh copy as from a socket, and prints the
-event loop thread's CPU per request, the least of ``--repeats`` rounds of ``--requests``. The
-log writer thread's work is left out (it runs on its own thread: ``bench/log_request_ids.py``).
+event loop thread's CPU per request, the least of ``--repeats`` rounds of ``--requests``, and
+the whole process's (the log writer thread's work included, each round's records written before
+it ends: on one core, what bounds the requests per second).
 
 Run: ``python bench/request_cpu.py [--model logreg] [--forms v1-columnar,v2,v2-binary]
 [--rows 100]`` with the data dir ``bench/profile_server.py`` prepares (made here when missing:
@@ -80,6 +81,7 @@ async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
     key = (workdir / sbs.MS_ADMIN_KEY).read_text().strip()
     rows = meta["batch_rows"] if args.rows == 100 else [meta["sample_row"]]
     async with app.router.lifespan_context(app):
+        writer = app.state.modelserve.log_writer
         gc.collect()
         gc.freeze()  # as the server's lifespan does
         for form in args.forms.split(",") * 2:
@@ -87,14 +89,20 @@ async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             scope = _scope(path, {"X-API-Key": key, **extra}, len(body))
             for _ in range(args.requests // 2):
                 await _request(app, scope, body)
-            rounds = []
+            writer.flush()
+            rounds, whole = [], []
             for _ in range(args.repeats):
-                started = time.thread_time()
+                started, process = time.thread_time(), time.process_time()
                 for _ in range(args.requests):
                     await _request(app, scope, body)
                 rounds.append((time.thread_time() - started) / args.requests * 1e6)
+                writer.flush()
+                whole.append((time.process_time() - process) / args.requests * 1e6)
             shown = " ".join(f"{r:.0f}" for r in rounds)
-            print(f"{form:12} {args.rows:3} row(s): {min(rounds):7.1f} us/request ({shown})")
+            print(
+                f"{form:12} {args.rows:3} row(s): {min(rounds):7.1f} us/request ({shown}); "
+                f"process {min(whole):7.1f}"
+            )
 
 
 def main() -> None:

@@ -121,6 +121,9 @@ class FloatTensorRequest(NamedTuple):
 
     request: dict[str, Any]
     """The request, its one input's ``data`` left empty."""
+    skeleton: bytes
+    """``request``'s JSON text (orjson's), which tells requests that differ only in their data
+    apart from the rest."""
     values: np.ndarray[Any, Any]
     """The data as doubles, flat, row-major (what the binary extension gives, for
     ``TensorInput.attach``)."""
@@ -156,14 +159,16 @@ def float_tensor_request(body: bytes, *, min_bytes: int = MIN_BYTES) -> FloatTen
         return None
     request = {key: _python(root[key]) for key in root if key != "inputs"}
     request["inputs"] = [{key: [] if key == "data" else _python(tensor[key]) for key in tensor}]
+    skeleton = orjson.dumps(request)
     # The body's brackets are the request's (data left empty) plus one per row, or it nests
     # deeper somewhere.
-    if _brackets(body) != orjson.dumps(request).count(b"[") + (rows if nested else 0):
+    if _brackets(body) != skeleton.count(b"[") + (rows if nested else 0):
         return None
     flat = _doubles(data)
     if flat is None:
         return None
-    return FloatTensorRequest(request, flat, _data_text(body, rows, nested=nested), nested)
+    text = _data_text(body, rows, nested=nested)
+    return FloatTensorRequest(request, skeleton, flat, text, nested)
 
 
 def _brackets(body: bytes) -> int:

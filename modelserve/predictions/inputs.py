@@ -9,16 +9,18 @@ read back (``spelled_out``) as that very JSON:
   rows cost 35-120 us of the server's CPU for 100 rows of 30 features.
 * ``float64``: ``{"columns": [...], "data": "<base64>"}``, the base64 of the little-endian
   float64 values row after row, for values that arrived as binary doubles (the V2 binary
-  extension): spelling them in decimal cost 70 us for 100 x 30 (base64: 25), more than the
-  rest of the request's input handling, and kept digits the client never sent.
+  extension): spelling them in decimal cost 70 us for 100 x 30, more than the rest of the
+  request's input handling, and kept digits the client never sent. pybase64 (SIMD) writes the
+  base64 in under a microsecond where the standard library's ``binascii`` took 24 us, and reads
+  it back in 2 us instead of 62 (the same RFC 4648 text either way).
 """
 
 from __future__ import annotations
 
-import binascii
 from typing import Any
 
 import numpy as np
+import pybase64
 
 FLOAT64 = "float64"
 """``inputs_encoding`` of inputs kept as base64 float64 values."""
@@ -29,7 +31,7 @@ FLAT = "flat"
 def float64_data(matrix: np.ndarray[Any, Any]) -> bytes:
     """The ``data`` of a float64 matrix's logged form: the JSON string of its base64."""
     values = np.ascontiguousarray(matrix, dtype="<f8").tobytes()
-    return b'"' + binascii.b2a_base64(values, newline=False) + b'"'
+    return b'"' + pybase64.b64encode(values) + b'"'
 
 
 def spelled_out(inputs: Any, encoding: str | None) -> Any:
@@ -44,5 +46,5 @@ def spelled_out(inputs: Any, encoding: str | None) -> Any:
             "columns": columns,
             "data": [data[i : i + width] for i in range(0, len(data), width)],
         }
-    values = np.frombuffer(binascii.a2b_base64(data), dtype="<f8")
+    values = np.frombuffer(pybase64.b64decode(data), dtype="<f8")
     return {"columns": columns, "data": values.reshape(-1, width).tolist()}

@@ -13,12 +13,15 @@ from factories import (
     IRIS_FEATURES,
     bytes_tensor,
     fit_iris,
+    iris_frame,
     iris_instance,
     iris_schema,
+    register,
     register_iris,
     to_bytes,
 )
 from fastapi.testclient import TestClient
+from sklearn.linear_model import LinearRegression
 from sqlalchemy import text, update
 
 from modelserve.config import Settings
@@ -124,6 +127,44 @@ def test_feature_inputs_read_as_a_matrix_answer_and_log_as_the_general_path(
     assert answers[0][0] == 400
     assert logs[0]["status"] == "invalid"
     assert logs[0]["error"]["details"][0]["feature"] == IRIS_FEATURES[1]
+
+
+def test_a_request_shape_read_before_is_checked_again_for_each_model(client: TestClient) -> None:
+    """The fast read keeps the request model of a request's skeleton (all but its data): the
+    same skeleton with other data gets its own answer, and sent to a model that does not take
+    it, the general path's refusal (other width; an output a regressor does not offer)."""
+    register_iris(client)
+    model = fit_iris()
+    frame = iris_frame()
+    three = IRIS_FEATURES[:3]
+    regressor = LinearRegression().fit(frame[three].to_numpy(), frame[IRIS_FEATURES[3]])
+    schema = {"features": [{"name": n, "type": "number"} for n in three]}
+    assert register(client, "wide", to_bytes(regressor, "skops"), schema).status_code == 201
+    rng = np.random.default_rng(3)
+    skeleton = {"id": "same", "outputs": [{"name": "predict_proba"}]}
+    for _ in range(2):  # large enough for the fast read, the same skeleton each time
+        matrix = rng.uniform(0.1, 7.0, size=(80, 4))
+        data = matrix.ravel().tolist()
+        inputs = [{"name": "x", "shape": [80, 4], "datatype": "FP64", "data": data}]
+        response = client.post("/v2/models/iris/infer", json=skeleton | {"inputs": inputs})
+        assert response.status_code == 200, response.text
+        [output] = response.json()["outputs"]
+        assert output["data"] == model.predict_proba(matrix).ravel().tolist()
+    assert client.post("/v2/models/iris/infer", json={"inputs": inputs}).status_code == 200
+    response = client.post("/v2/models/wide/infer", json={"inputs": inputs})
+    assert response.status_code == 400
+    assert "has 4 columns; the model takes 3 features" in response.json()["error"]
+    data = matrix[:, :3].ravel().tolist()
+    inputs = [{"name": "x", "shape": [80, 3], "datatype": "FP64", "data": data}]
+    response = client.post("/v2/models/wide/infer", json={"inputs": inputs})
+    assert response.status_code == 200, response.text
+    [output] = response.json()["outputs"]
+    assert output["data"] == regressor.predict(matrix[:, :3]).tolist()
+    response = client.post("/v2/models/wide/infer", json=skeleton | {"inputs": inputs})
+    assert response.status_code == 400
+    assert "Unknown output(s) ['predict_proba']" in response.json()["error"]
+    [row] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+    assert (row["model"], row["status"], row["http_status"]) == ("wide", "invalid", 400)
 
 
 def test_outputs_selection_and_generated_id(client: TestClient) -> None:

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import time
-from functools import partial
 from typing import Annotated, Any
 
 import anyio.to_thread
-import numpy as np
 import orjson
 from fastapi import APIRouter, Path, Request
-from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
@@ -18,8 +15,8 @@ from modelserve import __version__
 from modelserve.auth.caller import Caller
 from modelserve.core import migrate
 from modelserve.core.db import MAX_ID
-from modelserve.core.errors import ERROR_RESPONSES, AppError, BadRequest, validation_problems
-from modelserve.core.http import parse_json, read_body
+from modelserve.core.errors import ERROR_RESPONSES, AppError
+from modelserve.core.http import read_body
 from modelserve.core.ids import new_request_id
 from modelserve.core.responses import ORJSONResponse
 from modelserve.deps import (
@@ -29,20 +26,17 @@ from modelserve.deps import (
     ModelNamePath,
     StateDep,
 )
-from modelserve.inference.body_matrix import float_tensor_request
 from modelserve.inference.cache import cache_key
-from modelserve.inference.intake import MatrixPayload
 from modelserve.inference.router import PredictCaller, serve
 from modelserve.inference.service import PredictCall
 from modelserve.lifecycle.routing import Target
 from modelserve.protocols.v2 import binary
-from modelserve.protocols.v2.codec import (
-    available_outputs,
+from modelserve.protocols.v2.decode import decode, parse, read_float_tensor
+from modelserve.protocols.v2.outputs import (
     input_metadata,
     output_metadata,
     response_parameters,
     to_outputs,
-    to_payload,
 )
 from modelserve.protocols.v2.schemas import (
     InferenceRequest,
@@ -164,23 +158,6 @@ async def version_ready(
     return await _ready(state, caller, Target(name, version=version))
 
 
-def _decode(
-    body: Any, arrays: dict[int, np.ndarray[Any, Any]], version: ResolvedVersion
-) -> tuple[InferenceRequest, dict[str, Any] | MatrixPayload]:
-    try:
-        request = InferenceRequest.model_validate(body)
-    except ValidationError as exc:
-        details = validation_problems(exc)
-        raise BadRequest("Invalid inference request.", details=details) from exc
-    for index, array in arrays.items():
-        request.inputs[index].attach(array)
-    offered = available_outputs(version.output)
-    unknown = [o.name for o in request.outputs or [] if o.name not in offered]
-    if unknown:
-        raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
-    return request, to_payload(request, version.input_schema)
-
-
 async def infer_path(request: Request, caller: Caller, target: Target) -> Response:
     """Answer one V2 infer request for ``target`` (what both infer routes do; also called
     directly by ``server.predict_routes``)."""
@@ -196,13 +173,14 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     payload_error: AppError | None = None
     try:
         content = await read_body(request, state.settings.max_body_bytes)
-        fast = _read_float_tensor(content, request, version)
+        binary_header = request.headers.get(binary.HEADER)
+        fast = None if binary_header is not None else read_float_tensor(content, version)
         if fast is not None:
             decoded, payload = fast
         else:
-            raw, arrays = _parse(content, request)
+            raw, arrays = parse(content, binary_header)
             payload = raw
-            decoded, payload = _decode(raw, arrays, version)
+            decoded, payload = decode(raw, arrays, version)
     except AppError as exc:
         payload_error = exc
     request_id = new_request_id()
@@ -219,44 +197,6 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
         "outputs": to_outputs(decoded, served.version.output, served.result),
     }
     return _render(body, decoded, {"X-Request-ID": str(request_id)})
-
-
-def _read_float_tensor(
-    body: bytes, request: Request, version: ResolvedVersion
-) -> tuple[InferenceRequest, MatrixPayload] | None:
-    """The request and its ``MatrixPayload`` when ``body_matrix`` reads its one float tensor
-    for a numeric schema; else None, and the general path reads the body (and says what is
-    wrong with it, if anything is)."""
-    if request.headers.get(binary.HEADER) is not None:
-        return None
-    read = float_tensor_request(body)
-    if read is None:
-        return None
-    try:
-        decoded, payload = _decode(read.request, {0: read.values}, version)
-    except AppError:
-        return None
-    if not isinstance(payload, MatrixPayload):
-        return None
-    original = partial(_general_columnar, body, version)
-    # Made directly: dataclasses.replace costs several times the constructor.
-    text, flat = read.data_text, not read.nested
-    return decoded, MatrixPayload(payload.names, payload.matrix, original, text, flat=flat)
-
-
-def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
-    """The columnar payload the general path reads from a body ``_read_float_tensor`` took."""
-    _, payload = _decode(parse_json(body), {}, version)
-    return payload.columnar() if isinstance(payload, MatrixPayload) else payload
-
-
-def _parse(body: bytes, request: Request) -> tuple[Any, dict[int, np.ndarray[Any, Any]]]:
-    """The JSON request, and the binary inputs' arrays by input index."""
-    header_length = request.headers.get(binary.HEADER)
-    if header_length is None:
-        return parse_json(body), {}
-    json_part, blob = binary.split(body, header_length)
-    return binary.attach_inputs(parse_json(json_part), blob)
 
 
 def _wants_binary(decoded: InferenceRequest, name: str) -> bool:
