@@ -1056,8 +1056,11 @@ def main() -> None:
         rundir.mkdir(parents=True)
         print(f"\n=== run {run}/{args.runs} -> {rundir}", flush=True)
         results, inproc = inprocess_rows(models_dir, models, rundir, args.scenarios)
+        # Every other run takes the servers in reverse order: the machine's speed drifts over a
+        # run (by half, at times), which would otherwise favour whichever server goes first.
+        ordered = servers if run % 2 else servers[::-1]
         for model in models:
-            for srv in servers:
+            for srv in ordered:
                 if srv.models is not None and model not in srv.models:
                     continue
                 try:
