@@ -245,8 +245,8 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
     names, types, booleans = facts.names, facts.types, facts.booleans
     numeric = facts.numeric
     inputs = request.inputs
-    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].name not in types:
-        tensor = inputs[0]
+    tensor = _matrix_input(inputs, types)
+    if tensor is not None:
         width = tensor.shape[1]
         if width != len(names):
             raise BadRequest(
@@ -289,22 +289,27 @@ def to_payload(request: InferenceRequest, schema: InputSchema) -> dict[str, Any]
     return {"instances": [{n: v[row] for n, v in columns.items()} for row in range(n_rows)]}
 
 
-def float_tensor_payload(
+def _matrix_input(inputs: list[TensorInput], types: dict[str, FeatureType]) -> TensorInput | None:
+    """The one input when it is a 2-D tensor not named after a feature (the matrix layout)."""
+    if len(inputs) == 1 and len(inputs[0].shape) == 2 and inputs[0].name not in types:
+        return inputs[0]
+    return None
+
+
+def float_tensor_matrix(
     request: InferenceRequest, values: np.ndarray[Any, Any], schema: InputSchema
-) -> MatrixPayload | None:
-    """What ``to_payload`` gives for ``request`` once its one input, a 2-D float tensor, holds
-    ``values`` (float64, flat, row-major, not shared), when that is a ``MatrixPayload``: the
-    values as they are, with no copy; None when ``to_payload`` would give or raise anything
+) -> tuple[list[str], np.ndarray[Any, Any]] | None:
+    """The names and matrix of the ``MatrixPayload`` ``to_payload`` gives for ``request`` once
+    its one input, a 2-D float tensor, holds ``values`` (float64, flat, row-major, not shared):
+    the values as they are, with no copy; None when ``to_payload`` would give or raise anything
     else (the general path then says what)."""
     facts = _facts(schema)
-    if not facts.numeric or len(request.inputs) != 1:
-        return None
-    tensor = request.inputs[0]
-    if len(tensor.shape) != 2 or tensor.name in facts.types:
+    tensor = _matrix_input(request.inputs, facts.types)
+    if not facts.numeric or tensor is None:
         return None
     rows, width = tensor.shape
     if tensor.datatype not in _FLOAT_DATATYPES or width != len(facts.names):
         return None
     if rows < 0 or values.dtype != np.float64 or values.size != rows * width:
         return None
-    return MatrixPayload(list(facts.names), values.reshape(rows, width))
+    return list(facts.names), values.reshape(rows, width)

@@ -27,7 +27,7 @@ from modelserve.core.http import parse_json
 from modelserve.inference.body_matrix import float_tensor_request
 from modelserve.inference.intake import MatrixPayload
 from modelserve.protocols.v2 import binary
-from modelserve.protocols.v2.codec import float_tensor_payload, to_payload
+from modelserve.protocols.v2.codec import float_tensor_matrix, to_payload
 from modelserve.protocols.v2.outputs import available_outputs
 from modelserve.protocols.v2.schemas import InferenceRequest
 from modelserve.registry.service import ResolvedVersion
@@ -92,13 +92,13 @@ def read_float_tensor(
         _check_outputs(request, version)
     except AppError:
         return None
-    payload = float_tensor_payload(request, read.values, version.input_schema)
-    if payload is None:
+    read_matrix = float_tensor_matrix(request, read.values, version.input_schema)
+    if read_matrix is None:
         return None
+    names, matrix = read_matrix
     original = partial(_general_columnar, body, version)
-    # Made directly: dataclasses.replace costs several times the constructor.
-    text, flat = read.data_text, not read.nested
-    return request, MatrixPayload(payload.names, payload.matrix, original, text, flat=flat)
+    payload = MatrixPayload(names, matrix, original, read.data_text, flat=not read.nested)
+    return request, payload
 
 
 def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
