@@ -1,30 +1,36 @@
 """A V2 infer request's body as the validated request and the payload the inference service takes.
 
-Two ways in, one answer: ``decode`` is the general one (the JSON, or the JSON part of a binary
-request with its tensors attached, validated by pydantic, then ``codec.to_payload``);
-``read_float_tensor`` takes the commonest request, one 2-D float tensor of JSON numbers for a
-numeric schema, without a Python object per value (``inference/body_matrix.py``) and gives what
-``decode`` would, or None, and then ``decode`` reads the body.
+``read`` is the one way in. The general path (``decode``) validates the JSON, or the JSON part of
+a binary request with its tensors attached, with pydantic, then ``codec.to_payload`` builds the
+payload. The commonest request, one 2-D float tensor for a numeric schema, is taken by a fast
+read that gives what ``decode`` would, or declines and leaves the body to ``decode``:
+
+* a large JSON body is read by ``inference/body_matrix.py`` without a Python object per value;
+* a small JSON body (orjson's, as the general path parses it) is taken when its data holds
+  floats only (integers are logged as integers: the general path's case);
+* a binary body's one float tensor is taken as it arrives.
 
 The fast read also keeps the request model validated from what a request holds besides its
 data (its "skeleton": ``id``, ``parameters``, ``outputs``, the tensor's name, shape and
-datatype), keyed by the skeleton's JSON text: a client sends the same skeleton with every
-request of a size, so pydantic runs once for it, not per request. A kept model is shared by the
-requests that reuse it, read only (its one input's ``data`` is empty: the values travel in the
-payload).
+datatype), keyed by the skeleton's JSON text (a binary request's JSON part is its skeleton): a
+client sends the same skeleton with every request of a size, so pydantic runs once for it, not
+per request. A kept model is shared by the requests that reuse it, read only (its one input's
+``data`` is empty: the values travel in the payload).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from itertools import chain
+from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 from pydantic import ValidationError
 
 from modelserve.core.errors import AppError, BadRequest, validation_problems
 from modelserve.core.http import parse_json
-from modelserve.inference.body_matrix import float_tensor_request
+from modelserve.inference.body_matrix import MIN_BYTES, float_tensor_request
 from modelserve.inference.intake import MatrixPayload
 from modelserve.protocols.v2 import binary
 from modelserve.protocols.v2.codec import float_tensor_matrix, to_payload
@@ -36,15 +42,40 @@ _SKELETONS: dict[bytes, InferenceRequest] = {}
 _SKELETONS_KEPT = 256
 """How many skeletons are kept (all dropped at once when full: a client that sends a new ``id``
 each time only refills it)."""
+_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
-def parse(body: bytes, binary_header: str | None) -> tuple[Any, dict[int, np.ndarray[Any, Any]]]:
-    """The JSON request, and the binary inputs' arrays by input index (``binary_header``: the
-    ``Inference-Header-Content-Length`` header, if sent)."""
-    if binary_header is None:
-        return parse_json(body), {}
-    json_part, blob = binary.split(body, binary_header)
-    return binary.attach_inputs(parse_json(json_part), blob)
+class Read(NamedTuple):
+    """What ``read`` makes of a body."""
+
+    request: InferenceRequest | None
+    """The validated request; None when ``error`` is set."""
+    payload: Any
+    """The payload for the inference service, or, with ``error``, what of the body could be
+    read (for the log)."""
+    error: AppError | None
+
+
+def read(body: bytes, binary_header: str | None, version: ResolvedVersion) -> Read:
+    """The request and payload of an infer body for ``version``, or the error that refuses it
+    (``binary_header``: the ``Inference-Header-Content-Length`` header, if sent)."""
+    raw: Any = None
+    try:
+        if binary_header is not None:
+            json_part, blob = binary.split(body, binary_header)
+            raw, arrays = binary.attach_inputs(parse_json(json_part), blob)
+            fast = _binary_float_tensor(json_part, raw, arrays, version)
+        elif len(body) >= MIN_BYTES:
+            fast = _large_float_tensor(body, version)
+            if fast is None:
+                raw, arrays = parse_json(body), {}
+        else:
+            raw, arrays = parse_json(body), {}
+            fast = _small_float_tensor(body, raw, version)
+        request, payload = fast if fast is not None else decode(raw, arrays, version)
+    except AppError as exc:
+        return Read(None, raw, exc)
+    return Read(request, payload, None)
 
 
 def decode(
@@ -70,27 +101,35 @@ def _check_outputs(request: InferenceRequest, version: ResolvedVersion) -> None:
         raise BadRequest(f"Unknown output(s) {unknown}; this model offers {offered}.")
 
 
-def read_float_tensor(
-    body: bytes, version: ResolvedVersion
-) -> tuple[InferenceRequest, MatrixPayload] | None:
-    """The request and its ``MatrixPayload`` when ``body_matrix`` reads a JSON body's one float
-    tensor for a numeric schema, as ``decode`` would give them; else None, and ``decode`` reads
-    the body (and says what is wrong with it, if anything is)."""
-    read = float_tensor_request(body)
-    if read is None:
-        return None
-    request = _SKELETONS.get(read.skeleton)
-    if request is None:
+def _skeleton_request(
+    skeleton: bytes, request: Any, version: ResolvedVersion
+) -> InferenceRequest | None:
+    """The kept request model of ``skeleton`` (``request``, its JSON), if it is valid and asks
+    only for outputs ``version`` offers; else None (the general path says what is wrong)."""
+    model = _SKELETONS.get(skeleton)
+    if model is None:
         try:
-            request = InferenceRequest.model_validate(read.request)
+            model = InferenceRequest.model_validate(request)
         except ValidationError:
             return None
         if len(_SKELETONS) >= _SKELETONS_KEPT:
             _SKELETONS.clear()
-        _SKELETONS[read.skeleton] = request
+        _SKELETONS[skeleton] = model
     try:
-        _check_outputs(request, version)
+        _check_outputs(model, version)
     except AppError:
+        return None
+    return model
+
+
+def _large_float_tensor(
+    body: bytes, version: ResolvedVersion
+) -> tuple[InferenceRequest, MatrixPayload] | None:
+    read = float_tensor_request(body)
+    if read is None:
+        return None
+    request = _skeleton_request(read.skeleton, read.request, version)
+    if request is None:
         return None
     read_matrix = float_tensor_matrix(request, read.values, version.input_schema)
     if read_matrix is None:
@@ -101,7 +140,70 @@ def read_float_tensor(
     return request, payload
 
 
+def _small_float_tensor(
+    body: bytes, parsed: Any, version: ResolvedVersion
+) -> tuple[InferenceRequest, MatrixPayload] | None:
+    """A small JSON body's one 2-D float tensor of floats only (as orjson read it), as the
+    general path reads it (``codec._float_matrix``: the same matrix, logged as orjson spells
+    it); None for anything else."""
+    if type(parsed) is not dict:
+        return None
+    inputs = parsed.get("inputs")
+    if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+        return None
+    tensor: dict[str, Any] = inputs[0]
+    data, shape = tensor.get("data"), tensor.get("shape")
+    if tensor.get("datatype") not in _FLOAT_DATATYPES or type(data) is not list:
+        return None
+    if type(shape) is not list or len(shape) != 2 or not data:
+        return None
+    rows, width = shape
+    if type(rows) is not int or type(width) is not int:
+        return None
+    if type(data[0]) is list:
+        if len(data) != rows or not all(type(r) is list and len(r) == width for r in data):
+            return None
+        values = list(chain.from_iterable(data))
+    else:
+        values = data
+    if len(values) != rows * width or set(map(type, values)) != {float}:
+        return None
+    skeleton = {**parsed, "inputs": [{**tensor, "data": []}]}
+    request = _skeleton_request(orjson.dumps(skeleton), skeleton, version)
+    if request is None:
+        return None
+    flat = np.array(values, dtype=np.float64)
+    read_matrix = float_tensor_matrix(request, flat, version.input_schema)
+    if read_matrix is None:
+        return None
+    names, matrix = read_matrix
+    return request, MatrixPayload(names, matrix, partial(_general_columnar, body, version))
+
+
+def _binary_float_tensor(
+    json_part: bytes,
+    parsed: Any,
+    arrays: dict[int, np.ndarray[Any, Any]],
+    version: ResolvedVersion,
+) -> tuple[InferenceRequest, MatrixPayload] | None:
+    """A binary request's one float tensor (``arrays``, attached to ``parsed``, the JSON part
+    read), as the general path reads it; None for anything else."""
+    if list(arrays) != [0] or len(parsed["inputs"]) != 1:
+        return None
+    if arrays[0].dtype.kind != "f":
+        return None
+    request = _skeleton_request(json_part, parsed, version)
+    if request is None:
+        return None
+    values = arrays[0].astype(np.float64)  # a copy, as the general path makes
+    read_matrix = float_tensor_matrix(request, values, version.input_schema)
+    if read_matrix is None:
+        return None
+    names, matrix = read_matrix
+    return request, MatrixPayload(names, matrix, binary=True)
+
+
 def _general_columnar(body: bytes, version: ResolvedVersion) -> Any:
-    """The columnar payload the general path reads from a body ``read_float_tensor`` took."""
+    """The columnar payload the general path reads from a JSON body a fast read took."""
     _, payload = decode(parse_json(body), {}, version)
     return payload.columnar() if isinstance(payload, MatrixPayload) else payload

@@ -31,7 +31,7 @@ from modelserve.inference.router import PredictCaller, serve
 from modelserve.inference.service import PredictCall
 from modelserve.lifecycle.routing import Target
 from modelserve.protocols.v2 import binary
-from modelserve.protocols.v2.decode import decode, parse, read_float_tensor
+from modelserve.protocols.v2.decode import read
 from modelserve.protocols.v2.outputs import (
     input_metadata,
     output_metadata,
@@ -173,16 +173,10 @@ async def infer_path(request: Request, caller: Caller, target: Target) -> Respon
     payload_error: AppError | None = None
     try:
         content = await read_body(request, state.settings.max_body_bytes)
-        binary_header = request.headers.get(binary.HEADER)
-        fast = None if binary_header is not None else read_float_tensor(content, version)
-        if fast is not None:
-            decoded, payload = fast
-        else:
-            raw, arrays = parse(content, binary_header)
-            payload = raw
-            decoded, payload = decode(raw, arrays, version)
     except AppError as exc:
         payload_error = exc
+    else:
+        decoded, payload, payload_error = read(content, request.headers.get(binary.HEADER), version)
     request_id = new_request_id()
     call = PredictCall(
         target, payload, payload_error, request_id, started, caller, "v2", choice=choice
