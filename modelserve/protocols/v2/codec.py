@@ -149,7 +149,11 @@ def _float_matrix(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
         if array.size != rows * width:
             return None
         return array.astype(np.float64).reshape(rows, width)
-    data = tensor.data
+    return _json_float_matrix(tensor.data, rows, width)
+
+
+def _json_float_matrix(data: list[Any], rows: int, width: int) -> np.ndarray[Any, Any] | None:
+    """``_float_matrix`` of JSON data (``rows``, ``width``: the tensor's shape, not negative)."""
     if len(data) == rows * width:
         values = data
     elif _nested_rows(data, rows, width):
@@ -161,10 +165,10 @@ def _float_matrix(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
     return np.array(values, dtype=np.float64).reshape(rows, width)
 
 
-def _float_column(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
+def _float_column(tensor: TensorInput, data: list[Any]) -> np.ndarray[Any, Any] | None:
     """A feature tensor's values ([N] or [N, 1]) as float64, built by numpy, when they are
-    binary floats or flat JSON data of floats only (the values ``_column_values`` would give);
-    None for anything else, which goes that way."""
+    binary floats or flat JSON ``data`` (the tensor's, or what it holds) of floats only (the
+    values ``_column_values`` would give); None for anything else, which goes that way."""
     if tensor.datatype not in _FLOAT_DATATYPES or not 1 <= len(tensor.shape) <= 2:
         return None
     count = tensor.shape[0]
@@ -173,20 +177,22 @@ def _float_column(tensor: TensorInput) -> np.ndarray[Any, Any] | None:
     array = tensor.array
     if array is not None:
         return array.astype(np.float64) if array.size == count else None
-    data = tensor.data
     if len(data) != count or set(map(type, data)) != {float}:
         return None
     return np.array(data, dtype=np.float64)
 
 
-def _feature_matrix(inputs: list[TensorInput], names: list[str]) -> MatrixPayload | None:
+def _feature_matrix(
+    inputs: list[TensorInput], names: list[str], datas: list[list[Any]] | None = None
+) -> MatrixPayload | None:
     """For a numeric schema, one float input per feature (each once, in any order): their
-    values as a matrix in the inputs' order, the columnar payload they stand for; else None."""
+    values as a matrix in the inputs' order, the columnar payload they stand for; else None.
+    ``datas``: the inputs' JSON data, when they do not hold it themselves."""
     if len(inputs) != len(names) or {t.name for t in inputs} != set(names):
         return None
     columns: list[np.ndarray[Any, Any]] = []
-    for tensor in inputs:
-        column = _float_column(tensor)
+    for index, tensor in enumerate(inputs):
+        column = _float_column(tensor, tensor.data if datas is None else datas[index])
         if column is None or (columns and len(column) != len(columns[0])):
             return None
         columns.append(column)
@@ -313,3 +319,23 @@ def float_tensor_matrix(
     if rows < 0 or values.dtype != np.float64 or values.size != rows * width:
         return None
     return list(facts.names), values.reshape(rows, width)
+
+
+def json_float_payload(
+    request: InferenceRequest, datas: list[list[Any]], schema: InputSchema
+) -> MatrixPayload | None:
+    """The ``MatrixPayload`` ``to_payload`` gives for ``request`` once its inputs hold
+    ``datas`` (JSON data, one list per input), when its inputs are floats for a numeric schema
+    (one 2-D tensor, or one per feature); None when ``to_payload`` would give or raise anything
+    else (the general path then says what)."""
+    facts = _facts(schema)
+    if not facts.numeric:
+        return None
+    tensor = _matrix_input(request.inputs, facts.types)
+    if tensor is None:
+        return _feature_matrix(request.inputs, facts.names, datas)
+    rows, width = tensor.shape
+    if tensor.datatype not in _FLOAT_DATATYPES or width != len(facts.names) or rows < 0:
+        return None
+    matrix = _json_float_matrix(datas[0], rows, width)
+    return None if matrix is None else MatrixPayload(list(facts.names), matrix)

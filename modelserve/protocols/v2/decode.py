@@ -6,22 +6,22 @@ payload. The commonest request, one 2-D float tensor for a numeric schema, is ta
 read that gives what ``decode`` would, or declines and leaves the body to ``decode``:
 
 * a large JSON body is read by ``inference/body_matrix.py`` without a Python object per value;
-* a small JSON body (orjson's, as the general path parses it) is taken when its data holds
-  floats only (integers are logged as integers: the general path's case);
+* any other JSON body, as orjson parses it for the general path, is taken when its inputs
+  (one 2-D tensor, or one per feature) hold floats only (integers are logged as integers: the
+  general path's case);
 * a binary body's one float tensor is taken as it arrives.
 
 The fast read also keeps the request model validated from what a request holds besides its
-data (its "skeleton": ``id``, ``parameters``, ``outputs``, the tensor's name, shape and
-datatype), keyed by the skeleton's JSON text (a binary request's JSON part is its skeleton): a
+data (its "skeleton": ``id``, ``parameters``, ``outputs``, the tensors' names, shapes and
+datatypes), keyed by the skeleton's JSON text (a binary request's JSON part is its skeleton): a
 client sends the same skeleton with every request of a size, so pydantic runs once for it, not
-per request. A kept model is shared by the requests that reuse it, read only (its one input's
+per request. A kept model is shared by the requests that reuse it, read only (its inputs'
 ``data`` is empty: the values travel in the payload).
 """
 
 from __future__ import annotations
 
 from functools import partial
-from itertools import chain
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -33,7 +33,7 @@ from modelserve.core.http import parse_json
 from modelserve.inference.body_matrix import MIN_BYTES, float_tensor_request
 from modelserve.inference.intake import MatrixPayload
 from modelserve.protocols.v2 import binary
-from modelserve.protocols.v2.codec import float_tensor_matrix, to_payload
+from modelserve.protocols.v2.codec import float_tensor_matrix, json_float_payload, to_payload
 from modelserve.protocols.v2.outputs import available_outputs
 from modelserve.protocols.v2.schemas import InferenceRequest
 from modelserve.registry.service import ResolvedVersion
@@ -65,13 +65,11 @@ def read(body: bytes, binary_header: str | None, version: ResolvedVersion) -> Re
             json_part, blob = binary.split(body, binary_header)
             raw, arrays = binary.attach_inputs(parse_json(json_part), blob)
             fast = _binary_float_tensor(json_part, raw, arrays, version)
-        elif len(body) >= MIN_BYTES:
-            fast = _large_float_tensor(body, version)
+        else:
+            fast = _large_float_tensor(body, version) if len(body) >= MIN_BYTES else None
             if fast is None:
                 raw, arrays = parse_json(body), {}
-        else:
-            raw, arrays = parse_json(body), {}
-            fast = _small_float_tensor(body, raw, version)
+                fast = _parsed_float_inputs(raw, version)
         request, payload = fast if fast is not None else decode(raw, arrays, version)
     except AppError as exc:
         return Read(None, raw, exc)
@@ -140,44 +138,29 @@ def _large_float_tensor(
     return request, payload
 
 
-def _small_float_tensor(
-    body: bytes, parsed: Any, version: ResolvedVersion
+def _parsed_float_inputs(
+    parsed: Any, version: ResolvedVersion
 ) -> tuple[InferenceRequest, MatrixPayload] | None:
-    """A small JSON body's one 2-D float tensor of floats only (as orjson read it), as the
-    general path reads it (``codec._float_matrix``: the same matrix, logged as orjson spells
-    it); None for anything else."""
+    """A JSON request (as orjson read it) whose inputs hold floats only for a numeric schema
+    (one 2-D tensor, or one per feature), as the general path reads it (``codec``'s
+    ``json_float_payload``: the same matrix, logged as orjson spells it); None for anything
+    else."""
     if type(parsed) is not dict:
         return None
     inputs = parsed.get("inputs")
-    if type(inputs) is not list or len(inputs) != 1 or type(inputs[0]) is not dict:
+    if type(inputs) is not list or not inputs:
         return None
-    tensor: dict[str, Any] = inputs[0]
-    data, shape = tensor.get("data"), tensor.get("shape")
-    if tensor.get("datatype") not in _FLOAT_DATATYPES or type(data) is not list:
-        return None
-    if type(shape) is not list or len(shape) != 2 or not data:
-        return None
-    rows, width = shape
-    if type(rows) is not int or type(width) is not int:
-        return None
-    if type(data[0]) is list:
-        if len(data) != rows or not all(type(r) is list and len(r) == width for r in data):
+    datas = []
+    for tensor in inputs:
+        if type(tensor) is not dict or type(tensor.get("data")) is not list:
             return None
-        values = list(chain.from_iterable(data))
-    else:
-        values = data
-    if len(values) != rows * width or set(map(type, values)) != {float}:
-        return None
-    skeleton = {**parsed, "inputs": [{**tensor, "data": []}]}
+        datas.append(tensor["data"])
+    skeleton = {**parsed, "inputs": [{**tensor, "data": []} for tensor in inputs]}
     request = _skeleton_request(orjson.dumps(skeleton), skeleton, version)
     if request is None:
         return None
-    flat = np.array(values, dtype=np.float64)
-    read_matrix = float_tensor_matrix(request, flat, version.input_schema)
-    if read_matrix is None:
-        return None
-    names, matrix = read_matrix
-    return request, MatrixPayload(names, matrix, partial(_general_columnar, body, version))
+    payload = json_float_payload(request, datas, version.input_schema)
+    return None if payload is None else (request, payload)
 
 
 def _binary_float_tensor(
