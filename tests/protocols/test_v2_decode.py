@@ -140,6 +140,8 @@ FAST: dict[str, Callable[[], bytes]] = {
     "per feature, [N, 1], reversed": lambda: feature_body(ROWS[:1], as_column=True),
     "per feature, large": lambda: feature_body(ALL_ROWS),
     "a large tensor simdjson leaves": lambda: escaped(json_body(ALL_ROWS, nested=True)),
+    # a skeleton too large to keep: validated each time, read the same
+    "huge parameters": lambda: feature_body(ROWS, parameters={"note": "x" * 40_000}),
 }
 
 

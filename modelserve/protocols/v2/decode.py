@@ -42,6 +42,9 @@ _SKELETONS: dict[bytes, InferenceRequest] = {}
 _SKELETONS_KEPT = 256
 """How many skeletons are kept (all dropped at once when full: a client that sends a new ``id``
 each time only refills it)."""
+_SKELETON_MAX_BYTES = 16384
+"""Larger skeletons (a request with huge ``parameters``, or hundreds of inputs) are validated
+each time, not kept: what the cache holds stays within a few megabytes whatever clients send."""
 _FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
@@ -110,9 +113,10 @@ def _skeleton_request(
             model = InferenceRequest.model_validate(request)
         except ValidationError:
             return None
-        if len(_SKELETONS) >= _SKELETONS_KEPT:
-            _SKELETONS.clear()
-        _SKELETONS[skeleton] = model
+        if len(skeleton) <= _SKELETON_MAX_BYTES:
+            if len(_SKELETONS) >= _SKELETONS_KEPT:
+                _SKELETONS.clear()
+            _SKELETONS[skeleton] = model
     try:
         _check_outputs(model, version)
     except AppError:
