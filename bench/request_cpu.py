@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import json
 import os
 import sys
 import time
@@ -79,7 +80,7 @@ async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
     """Each form in turn, twice: the least CPU per request of the event loop thread."""
     app = create_app(Settings())
     key = (workdir / sbs.MS_ADMIN_KEY).read_text().strip()
-    rows = meta["batch_rows"] if args.rows == 100 else [meta["sample_row"]]
+    rows = request_rows(args, meta)
     async with app.router.lifespan_context(app):
         writer = app.state.modelserve.log_writer
         gc.collect()
@@ -105,27 +106,49 @@ async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             )
 
 
-def main() -> None:
+def request_rows(args: argparse.Namespace, meta: dict[str, Any]) -> list[list[float]]:
+    """The rows each request carries: ``--rows`` of the model's (``meta``: logreg's and hgb's
+    meta.json; the demo model has its own)."""
+    if args.model == "demo":
+        meta = json.loads((args.out.resolve() / "models" / "demo.meta.json").read_text())
+    rows: list[list[float]] = meta["batch_rows"] if args.rows == 100 else [meta["sample_row"]]
+    return rows
+
+
+def arguments(doc: str | None, rows: int) -> argparse.ArgumentParser:
+    """The options this bench and ``request_instructions.py`` share (``rows``: the default)."""
     ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=doc, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--model", default="logreg", help="logreg or hgb")
+    ap.add_argument("--model", default="logreg", help="logreg, hgb or demo")
     ap.add_argument("--forms", default="v1-columnar,v2,v2-binary")
-    ap.add_argument("--rows", type=int, default=100, choices=(1, 100))
+    ap.add_argument("--rows", type=int, default=rows, choices=(1, 100))
     ap.add_argument("--requests", type=int, default=300)
-    ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--out", type=Path, default=HERE / "out")
+    return ap
+
+
+def main() -> None:
+    ap = arguments(__doc__, rows=100)
+    ap.add_argument("--repeats", type=int, default=7)
     args = ap.parse_args()
     out = args.out.resolve()
     meta = profile_server.prepare(out, [args.model])
-    workdir = profile_server.data_dir(args.model, out)
+    workdir = enter_data_dir(args.model, out)
+    asyncio.run(measure(args, workdir, meta))
+
+
+def enter_data_dir(model: str, out: Path) -> Path:
+    """Point this process's modelserve settings at ``model``'s data dir (made by
+    ``profile_server.prepare``), and work in it; the data dir."""
+    workdir = profile_server.data_dir(model, out)
     for name, value in sbs.modelserve_env(workdir).items():
         if value is None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
     os.chdir(workdir)
-    asyncio.run(measure(args, workdir, meta))
+    return workdir
 
 
 if __name__ == "__main__":

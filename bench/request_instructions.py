@@ -8,7 +8,10 @@ writer's thread included) under callgrind, warms it up with instrumentation off,
 ``--requests`` requests of one form (``callgrind_control`` switches instrumentation on and off
 around them) and prints instructions per request. It is slow (about a minute per form; the
 interpreter runs some 50x slower under valgrind), and an instruction count is not a time:
-memory-bound work (``rep movsb`` copies, cache misses) weighs differently.
+memory-bound work (``rep movsb`` copies, cache misses) weighs differently. The server's
+background threads (the registry watcher's polls) run while the requests are counted, about 50x
+slower under valgrind, and add a share that shrinks as ``--requests`` grows: compare counts
+taken with the same ``--requests``.
 
 Run: ``python bench/request_instructions.py [--model logreg] [--forms v1-columnar,v2,v2-binary]
 [--rows 1] [--requests 300]``; needs valgrind (``apt-get install valgrind``). Not run in CI.
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import subprocess
@@ -88,14 +90,7 @@ async def _child(args: argparse.Namespace, workdir: Path, rows: list[list[float]
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    ap.add_argument("--model", default="logreg", help="logreg, hgb or demo")
-    ap.add_argument("--forms", default="v1-columnar,v2,v2-binary")
-    ap.add_argument("--rows", type=int, default=1, choices=(1, 100))
-    ap.add_argument("--requests", type=int, default=300)
-    ap.add_argument("--out", type=Path, default=rc.HERE / "out")
+    ap = rc.arguments(__doc__, rows=1)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.out = args.out.resolve()
@@ -105,16 +100,8 @@ def main() -> None:
             per_request = count(form, args)
             print(f"{form:12} {args.rows:3} row(s), {args.model}: {per_request:,} instructions")
         return
-    if args.model == "demo":  # the demo model's own rows (iris features)
-        meta = json.loads((args.out / "models" / "demo.meta.json").read_text())
-    rows = meta["batch_rows"] if args.rows == 100 else [meta["sample_row"]]
-    workdir = rc.profile_server.data_dir(args.model, args.out)
-    for name, value in rc.sbs.modelserve_env(workdir).items():
-        if value is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = value
-    os.chdir(workdir)
+    rows = rc.request_rows(args, meta)
+    workdir = rc.enter_data_dir(args.model, args.out)
     asyncio.run(_child(args, workdir, rows))
 
 
