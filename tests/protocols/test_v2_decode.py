@@ -243,3 +243,23 @@ def test_small_and_binary_fast_reads_answer_and_log_as_sklearn(client: TestClien
         assert proba["data"] == expected
         [entry] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
         assert entry["inputs"] == {"columns": IRIS_FEATURES, "data": ROWS.tolist()}
+
+
+def test_text_orjson_cannot_write_is_answered_not_a_server_error(client: TestClient) -> None:
+    """A lone surrogate (``\\ud800``, which the JSON parser takes but orjson cannot write back)
+    in the id, a parameter or an input's name: the general path's answer, never a 500."""
+    register_iris(client)
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0].tolist()}
+    bodies = [
+        orjson.dumps({"id": "SURROGATE", "inputs": [tensor]}),
+        orjson.dumps({"parameters": {"p": "SURROGATE"}, "inputs": [tensor]}),
+        orjson.dumps({"inputs": [tensor | {"name": "SURROGATE"}]}),
+    ]
+    for body in bodies:
+        response = client.post(
+            "/v2/models/iris/infer", content=body.replace(b"SURROGATE", b"\\ud800")
+        )
+        assert response.status_code in (200, 400), response.text
+        assert response.json()
+        [entry] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
+        assert entry["http_status"] == response.status_code

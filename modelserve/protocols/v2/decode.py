@@ -160,7 +160,11 @@ def _parsed_float_inputs(
             return None
         datas.append(tensor["data"])
     skeleton = {**parsed, "inputs": [{**tensor, "data": []} for tensor in inputs]}
-    request = _skeleton_request(orjson.dumps(skeleton), skeleton, version)
+    try:
+        key = orjson.dumps(skeleton)
+    except orjson.JSONEncodeError:
+        return None  # text orjson will not write (a lone surrogate): the general path's case
+    request = _skeleton_request(key, skeleton, version)
     if request is None:
         return None
     payload = json_float_payload(request, datas, version.input_schema)
