@@ -263,3 +263,18 @@ def test_text_orjson_cannot_write_is_answered_not_a_server_error(client: TestCli
         assert response.json()
         [entry] = client.get("/v1/predictions", params={"limit": 1}).json()["data"]
         assert entry["http_status"] == response.status_code
+
+
+def test_requests_whose_skeletons_differ_only_in_non_finite_numbers_are_told_apart(
+    client: TestClient,
+) -> None:
+    """``NaN`` (which the JSON parser takes) and ``null`` are one text to orjson: a request
+    with ``NaN`` in its parameters must not lend its request model to one with ``null``."""
+    register_iris(client)
+    tensor = {"name": "x", "shape": [1, 4], "datatype": "FP64", "data": ROWS[0].tolist()}
+    spelled = orjson.dumps({"parameters": {"binary_data_output": None}, "inputs": [tensor]})
+    for value, binary_answer in ((b"NaN", True), (b"null", False), (b"NaN", True)):
+        body = spelled.replace(b'"binary_data_output":null', b'"binary_data_output":' + value)
+        response = client.post("/v2/models/iris/infer", content=body)
+        assert response.status_code == 200, response.text
+        assert ("inference-header-content-length" in response.headers) is binary_answer

@@ -29,7 +29,7 @@ import orjson
 from pydantic import ValidationError
 
 from modelserve.core.errors import AppError, BadRequest, validation_problems
-from modelserve.core.http import parse_json
+from modelserve.core.http import parse_json, parse_json_text
 from modelserve.inference.body_matrix import MIN_BYTES, float_tensor_request
 from modelserve.inference.intake import MatrixPayload
 from modelserve.protocols.v2 import binary
@@ -71,8 +71,11 @@ def read(body: bytes, binary_header: str | None, version: ResolvedVersion) -> Re
         else:
             fast = _large_float_tensor(body, version) if len(body) >= MIN_BYTES else None
             if fast is None:
-                raw, arrays = parse_json(body), {}
-                fast = _parsed_float_inputs(raw, version)
+                raw, strict_text = parse_json_text(body)
+                arrays = {}
+                # Only strict JSON: orjson writes NaN as null and refuses a lone surrogate, so
+                # the skeleton's text would not tell such a request apart.
+                fast = None if strict_text is None else _parsed_float_inputs(raw, version)
         request, payload = fast if fast is not None else decode(raw, arrays, version)
     except AppError as exc:
         return Read(None, raw, exc)
@@ -145,7 +148,7 @@ def _large_float_tensor(
 def _parsed_float_inputs(
     parsed: Any, version: ResolvedVersion
 ) -> tuple[InferenceRequest, MatrixPayload] | None:
-    """A JSON request (as orjson read it) whose inputs hold floats only for a numeric schema
+    """A strict JSON request (as orjson read it) whose inputs hold floats only for a numeric schema
     (one 2-D tensor, or one per feature), as the general path reads it (``codec``'s
     ``json_float_payload``: the same matrix, logged as orjson spells it); None for anything
     else."""
@@ -160,11 +163,7 @@ def _parsed_float_inputs(
             return None
         datas.append(tensor["data"])
     skeleton = {**parsed, "inputs": [{**tensor, "data": []} for tensor in inputs]}
-    try:
-        key = orjson.dumps(skeleton)
-    except orjson.JSONEncodeError:
-        return None  # text orjson will not write (a lone surrogate): the general path's case
-    request = _skeleton_request(key, skeleton, version)
+    request = _skeleton_request(orjson.dumps(skeleton), skeleton, version)
     if request is None:
         return None
     payload = json_float_payload(request, datas, version.input_schema)
