@@ -6,9 +6,10 @@ payload. The commonest request, one 2-D float tensor for a numeric schema, is ta
 read that gives what ``decode`` would, or declines and leaves the body to ``decode``:
 
 * a large JSON body is read by ``inference/body_matrix.py`` without a Python object per value;
-* any other JSON body, as orjson parses it for the general path, is taken when its inputs
-  (one 2-D tensor, or one per feature) hold floats only (integers are logged as integers: the
-  general path's case);
+* any other body of strict JSON (no ``NaN``, no lone surrogate: orjson writes the one as
+  ``null`` and refuses the other, so the skeleton's text would not tell such requests apart),
+  as orjson parses it for the general path, is taken when its inputs (one 2-D tensor, or one
+  per feature) hold floats only (integers are logged as integers: the general path's case);
 * a binary body's one float tensor is taken as it arrives.
 
 The fast read also keeps the request model validated from what a request holds besides its
