@@ -311,14 +311,19 @@ def float_tensor_matrix(
     else (the general path then says what)."""
     facts = _facts(schema)
     tensor = _matrix_input(request.inputs, facts.types)
-    if not facts.numeric or tensor is None:
+    if not facts.numeric or tensor is None or not _fits_as_floats(tensor, facts):
         return None
     rows, width = tensor.shape
-    if tensor.datatype not in _FLOAT_DATATYPES or width != len(facts.names):
-        return None
-    if rows < 0 or values.dtype != np.float64 or values.size != rows * width:
+    if values.dtype != np.float64 or values.size != rows * width:
         return None
     return list(facts.names), values.reshape(rows, width)
+
+
+def _fits_as_floats(tensor: TensorInput, facts: _SchemaFacts) -> bool:
+    """Whether a matrix-layout tensor is floats as wide as the schema (rows not negative): the
+    ``MatrixPayload`` case of ``to_payload``, once its values are floats."""
+    rows, width = tensor.shape
+    return tensor.datatype in _FLOAT_DATATYPES and width == len(facts.names) and rows >= 0
 
 
 def json_float_payload(
@@ -334,8 +339,8 @@ def json_float_payload(
     tensor = _matrix_input(request.inputs, facts.types)
     if tensor is None:
         return _feature_matrix(request.inputs, facts.names, datas)
-    rows, width = tensor.shape
-    if tensor.datatype not in _FLOAT_DATATYPES or width != len(facts.names) or rows < 0:
+    if not _fits_as_floats(tensor, facts):
         return None
+    rows, width = tensor.shape
     matrix = _json_float_matrix(datas[0], rows, width)
     return None if matrix is None else MatrixPayload(list(facts.names), matrix)

@@ -46,7 +46,6 @@ each time only refills it)."""
 _SKELETON_MAX_BYTES = 16384
 """Larger skeletons (a request with huge ``parameters``, or hundreds of inputs) are validated
 each time, not kept: what the cache holds stays within a few megabytes whatever clients send."""
-_FLOAT_DATATYPES = frozenset({"FP16", "FP32", "FP64"})
 
 
 class Read(NamedTuple):
