@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 import orjson
 import psycopg
 from sqlalchemy import Row, Table, insert, select, tuple_
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -23,13 +23,45 @@ _FIELDS = tuple(f.name for f in fields(PredictionRecord))
 
 _JSON_FIELDS = {"inputs", "outputs", "error"}
 _COPY = f"COPY predictions ({', '.join(_FIELDS)}) FROM STDIN"
+_PLACEHOLDERS = ", ".join("?" * len(_FIELDS))
+_SQLITE_INSERT = (  # the columns are PredictionRecord's field names
+    f"INSERT INTO predictions ({', '.join(_FIELDS)}) VALUES ({_PLACEHOLDERS}) "  # noqa: S608
+    "ON CONFLICT (request_id, variant) DO NOTHING"
+)
+
+
+def _json_text(value: Any) -> str:
+    """A JSON column's value as the engine's JSON serialiser writes it (None: JSON null)."""
+    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def _copy_value(record: PredictionRecord, name: str) -> Any:
     value = getattr(record, name)
-    if name in _JSON_FIELDS:  # as the engine's JSON serialiser writes it (None: JSON null)
-        return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-    return value
+    return _json_text(value) if name in _JSON_FIELDS else value
+
+
+def _sqlite_time(value: datetime) -> str:
+    """What ``UTCDateTime`` and SQLite's DATETIME bind: naive UTC, always with microseconds."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given for a UTC timestamp column")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+_SQLITE_BIND = {
+    "request_id": lambda value: value.hex,  # Uuid() on SQLite: CHAR(32) of hex digits
+    "created_at": _sqlite_time,
+    **dict.fromkeys(_JSON_FIELDS, _json_text),
+}
+
+
+def _sqlite_row(record: PredictionRecord) -> tuple[Any, ...]:
+    """The record's column values as the ORM's types bind them on SQLite, without SQLAlchemy's
+    per-row processing (two thirds of the log writer's Python work per record)."""
+    values = record.__dict__
+    return tuple(
+        values[name] if (bind := _SQLITE_BIND.get(name)) is None else bind(values[name])
+        for name in _FIELDS
+    )
 
 
 def _row(record: PredictionRecord) -> dict[str, Any]:
@@ -53,11 +85,12 @@ class PredictionRepository:
         id and variant), so replaying a batch that may have been written is harmless."""
         if not records:
             return
-        dialect = self.session.get_bind().dialect.name
-        table = cast(Table, Prediction.__table__)
-        statement = (
-            postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
-        ).on_conflict_do_nothing(index_elements=["request_id", "variant"])
+        if self.session.get_bind().dialect.name == "sqlite":
+            rows = [_sqlite_row(record) for record in records]
+            self.session.connection().exec_driver_sql(_SQLITE_INSERT, rows)
+            return
+        statement = postgresql.insert(cast(Table, Prediction.__table__))
+        statement = statement.on_conflict_do_nothing(index_elements=["request_id", "variant"])
         self.session.execute(statement, [_row(r) for r in records])
 
     def copy_new(self, records: Sequence[PredictionRecord]) -> None:

@@ -8,10 +8,12 @@ import subprocess
 import sys
 import time
 import uuid
+from datetime import datetime, timedelta, timezone
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from factories import iris_instance, register_iris, unlabelled_metrics
 from fastapi.testclient import TestClient
@@ -276,6 +278,54 @@ def test_postgresql_writes_with_copy_and_sqlite_with_insert(
     assert metric(client, "modelserve_prediction_log_written_total") == 3
     copied = metric(client, "modelserve_prediction_log_copied_total")
     assert copied == (3 if backend == "postgresql" else 0)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])  # the insert's SQLite path binds by itself
+def test_sqlite_insert_stores_exactly_what_the_orm_stores(
+    backend: str, client: TestClient, db: Database
+) -> None:
+    register_iris(client)
+    model_id, version_id = version_ids(db)
+    base = record(model_id, version_id, 3)
+    elsewhere = datetime(2026, 12, 8, 1, 2, 3, tzinfo=timezone(timedelta(hours=-5)))
+    variants = [
+        base,
+        dataclasses.replace(
+            base,
+            inputs=orjson.Fragment(b'{"x":[1.5,-0.0,1e300],"y":["\\u00e9"]}'),  # as encode gives
+            outputs=None,
+            error={"code": "validation_error", "details": [{"row": 0, "message": "a\tb"}]},
+            caller="ünïcode 'quoted'",
+            status="invalid",
+            variant="shadow",
+            runtime="onnx",
+            inputs_encoding="float64",
+            created_at=elsewhere,  # not UTC, and no microseconds
+        ),
+    ]
+    by_orm = [dataclasses.replace(r, request_id=uuid.uuid4()) for r in variants]
+    by_insert = [dataclasses.replace(r, request_id=uuid.uuid4()) for r in variants]
+    with db.transaction() as session:
+        PredictionRepository(session).insert_many(by_orm)
+        PredictionRepository(session).insert_ignoring_duplicates(by_insert)
+        PredictionRepository(session).insert_ignoring_duplicates(by_insert)  # skipped: stored
+    columns = [c.name for c in Prediction.__table__.columns if c.name != "id"]
+    selected = ", ".join(f"{name}, typeof({name})" for name in columns)
+    with db.sessions() as session:
+        assert session.scalar(text("SELECT count(*) FROM predictions")) == 4
+        for a, b in zip(by_orm, by_insert, strict=True):
+            rows = [
+                session.execute(
+                    text(f"SELECT {selected} FROM predictions WHERE request_id = :id"),
+                    {"id": r.request_id.hex},
+                ).one()
+                for r in (a, b)
+            ]
+            assert rows[0][2:] == rows[1][2:]  # all but request_id itself
+            assert rows[1][:2] == (b.request_id.hex, "text")
+    rows = stored(db)
+    same(rows[str(by_insert[0].request_id)], by_insert[0])
+    assert rows[str(by_insert[0].request_id)].created_at == base.created_at
 
 
 @pytest.mark.parametrize("backend", ["postgresql"])  # COPY is the PostgreSQL path
