@@ -218,14 +218,15 @@ def prepare(out: Path, models: list[str]) -> dict[str, Any]:
     return meta
 
 
-def data_dir(model: str, out: Path) -> Path:
-    """The model's prepared data dir (schema, alias, API key; SQLite), made when missing and
-    kept for the next run (registering takes a while)."""
-    workdir = out / "profile" / f"data-{model}"
+def data_dir(model: str, out: Path, *, pg: bool = False) -> Path:
+    """The model's prepared data dir (schema, alias, API key; SQLite, or with ``pg`` the
+    PostgreSQL database the side-by-side harness makes, ``bench_<model>_live``), made when
+    missing and kept for the next run (registering takes a while)."""
+    workdir = out / "profile" / (f"data-{model}-pg" if pg else f"data-{model}")
     if not (workdir / sbs.MS_ADMIN_KEY).exists():
         shutil.rmtree(workdir, ignore_errors=True)
         workdir.mkdir(parents=True)
-        sbs.launch_modelserve(model, out / "models" / f"{model}.joblib", 0, workdir)
+        sbs.launch_modelserve(model, out / "models" / f"{model}.joblib", 0, workdir, pg=pg)
     return workdir
 
 

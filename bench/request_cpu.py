@@ -6,17 +6,21 @@ in one process, through the app ``modelserve serve`` runs (authentication, valid
 prediction log on SQLite), each request's body a fresh copy as from a socket, and prints the
 event loop thread's CPU per request, the least of ``--repeats`` rounds of ``--requests``, and
 the whole process's (the log writer thread's work included, each round's records written before
-it ends: on one core, what bounds the requests per second).
+it ends: on one core, what bounds the requests per second). With ``--database postgresql`` the
+log goes to PostgreSQL, whose processes' CPU per request is printed too (its backend does there
+what SQLite's writer does in the server's process).
 
 Run: ``python bench/request_cpu.py [--model logreg] [--forms v1-columnar,v2,v2-binary]
-[--rows 100]`` with the data dir ``bench/profile_server.py`` prepares (made here when missing:
-the model registered with its schema, an alias, an API key). Not run in CI.
+[--rows 100] [--database sqlite|postgresql]`` with the data dir ``bench/profile_server.py``
+prepares (made here when missing: the model registered with its schema, an alias, an API key).
+Not run in CI.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import os
@@ -29,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE / "sidebyside"))
 import profile_server  # noqa: E402  (the request forms, the data dir)
 import run as sbs  # noqa: E402  (the side-by-side harness: data dir set-up)
+from batching import cpu_seconds  # noqa: E402
 
 from modelserve.app import create_app  # noqa: E402
 from modelserve.config import Settings  # noqa: E402
@@ -91,19 +96,32 @@ async def measure(args: argparse.Namespace, workdir: Path, meta: dict[str, Any])
             for _ in range(args.requests // 2):
                 await _request(app, scope, body)
             writer.flush()
-            rounds, whole = [], []
+            rounds, whole, database = [], [], []
             for _ in range(args.repeats):
                 started, process = time.thread_time(), time.process_time()
+                server = _postgres_cpu()
                 for _ in range(args.requests):
                     await _request(app, scope, body)
                 rounds.append((time.thread_time() - started) / args.requests * 1e6)
                 writer.flush()
                 whole.append((time.process_time() - process) / args.requests * 1e6)
+                database.append((_postgres_cpu() - server) / args.requests * 1e6)
             shown = " ".join(f"{r:.0f}" for r in rounds)
+            pg = f"; PostgreSQL {min(database):7.1f}" if args.database == "postgresql" else ""
             print(
                 f"{form:12} {args.rows:3} row(s): {min(rounds):7.1f} us/request ({shown}); "
-                f"process {min(whole):7.1f}"
+                f"process {min(whole):7.1f}{pg}"
             )
+
+
+def _postgres_cpu() -> float:
+    """CPU seconds the local PostgreSQL's processes have used (0 when none runs here): where
+    the log's database work goes when it is not SQLite in this process."""
+    seconds = 0.0
+    for pid in sbs.postgres_pids():
+        with contextlib.suppress(OSError):  # ended meanwhile
+            seconds += cpu_seconds(pid)
+    return seconds
 
 
 def request_rows(args: argparse.Namespace, meta: dict[str, Any]) -> list[list[float]]:
@@ -125,6 +143,13 @@ def arguments(doc: str | None, rows: int) -> argparse.ArgumentParser:
     ap.add_argument("--rows", type=int, default=rows, choices=(1, 100))
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--out", type=Path, default=HERE / "out")
+    ap.add_argument(
+        "--database",
+        default="sqlite",
+        choices=("sqlite", "postgresql"),
+        help="the prediction log's database (postgresql: BENCH_PG_URL's server, whose own CPU "
+        "per request is shown too)",
+    )
     return ap
 
 
@@ -134,14 +159,15 @@ def main() -> None:
     args = ap.parse_args()
     out = args.out.resolve()
     meta = profile_server.prepare(out, [args.model])
-    workdir = enter_data_dir(args.model, out)
+    workdir = enter_data_dir(args.model, out, pg=args.database == "postgresql")
     asyncio.run(measure(args, workdir, meta))
 
 
-def enter_data_dir(model: str, out: Path) -> Path:
+def enter_data_dir(model: str, out: Path, *, pg: bool = False) -> Path:
     """Point this process's modelserve settings at ``model``'s data dir (made by
-    ``profile_server.prepare``), and work in it; the data dir."""
-    workdir = profile_server.data_dir(model, out)
+    ``profile_server.prepare``; logging to PostgreSQL with ``pg``), and work in it; the data
+    dir."""
+    workdir = profile_server.data_dir(model, out, pg=pg)
     for name, value in sbs.modelserve_env(workdir).items():
         if value is None:
             os.environ.pop(name, None)
