@@ -42,10 +42,10 @@ def _sqlite_time(value: datetime) -> str:
     return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
-Binds = dict[str, Callable[[Any], Any]]
-_COPY_BINDS: Binds = dict.fromkeys(_JSON_FIELDS, _json_text)
+_Binds = dict[str, Callable[[Any], Any]]
+_COPY_BINDS: _Binds = dict.fromkeys(_JSON_FIELDS, _json_text)
 """How COPY takes a record's values: psycopg adapts all but the JSON columns' text."""
-_SQLITE_BINDS: Binds = {
+_SQLITE_BINDS: _Binds = {
     "request_id": lambda value: value.hex,  # Uuid() on SQLite: CHAR(32) of hex digits
     "created_at": _sqlite_time,
     **_COPY_BINDS,
@@ -53,7 +53,7 @@ _SQLITE_BINDS: Binds = {
 """The values the ORM's types bind on SQLite (checked column for column by a test)."""
 
 
-def _bound_row(record: PredictionRecord, binds: Binds) -> tuple[Any, ...]:
+def _bound_row(record: PredictionRecord, binds: _Binds) -> tuple[Any, ...]:
     """The record's column values in ``_FIELDS`` order, each through its bind if it has one:
     without SQLAlchemy's per-row processing, two thirds of the log writer's Python work per
     record on SQLite."""
