@@ -51,6 +51,7 @@ def count(form: str, args: argparse.Namespace) -> int:
         command += [sys.executable, __file__, "--child", str(flags), "--forms", form]
         command += ["--model", args.model, "--rows", str(args.rows)]
         command += ["--requests", str(args.requests), "--out", str(args.out)]
+        command += ["--database", args.database]
         env = {**os.environ, "PYTHONHASHSEED": "0"}
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
         _wait_for(flags.with_suffix(".ready"), process)
@@ -101,7 +102,7 @@ def main() -> None:
             print(f"{form:12} {args.rows:3} row(s), {args.model}: {per_request:,} instructions")
         return
     rows = rc.request_rows(args, meta)
-    workdir = rc.enter_data_dir(args.model, args.out)
+    workdir = rc.enter_data_dir(args.model, args.out, pg=args.database == "postgresql")
     asyncio.run(_child(args, workdir, rows))
 
 
