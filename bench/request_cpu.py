@@ -147,8 +147,8 @@ def arguments(doc: str | None, rows: int) -> argparse.ArgumentParser:
         "--database",
         default="sqlite",
         choices=("sqlite", "postgresql"),
-        help="the prediction log's database (postgresql: BENCH_PG_URL's server, whose own CPU "
-        "per request is shown too)",
+        help="the prediction log's database (postgresql: BENCH_PG_URL's server; request_cpu.py "
+        "shows its processes' CPU per request too)",
     )
     return ap
 
