@@ -32,6 +32,15 @@ jsonb's binary form, whose numbers are ``numeric``s, on every insert), JSON (tex
 the prediction log, written far more often than it is queried inside the database."""
 
 
+def utc_bound(value: datetime, *, naive: bool) -> datetime:
+    """``value`` in UTC as a ``UTCDateTime`` column binds it (without its zone when ``naive``:
+    SQLite); ValueError for a naive datetime, whose zone is unknown."""
+    if value.tzinfo is None:
+        raise ValueError("naive datetime given for a UTC timestamp column")
+    value = value.astimezone(UTC)
+    return value.replace(tzinfo=None) if naive else value
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
 
@@ -42,10 +51,7 @@ class UTCDateTime(TypeDecorator[datetime]):
         """Refuse naive datetimes; store UTC (naive on SQLite, which has no zone)."""
         if value is None:
             return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetime given for a UTC timestamp column")
-        value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        return utc_bound(value, naive=dialect.name == "sqlite")
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
         """Return an aware UTC datetime."""
@@ -87,14 +93,15 @@ def _json_loads(value: Any) -> Any:
     return value if isinstance(value, int | float) else orjson.loads(value)
 
 
-def _json_dumps(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """A JSON column's value as the engine's JSON serialiser writes it (None: JSON null)."""
     return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
 
 
 def make_engine(url: str, *, pool_size: int = 10) -> Engine:
     """Create an engine suited to ``url``'s database."""
     json_options: dict[str, Any] = {
-        "json_serializer": _json_dumps,
+        "json_serializer": json_text,
         "json_deserializer": _json_loads,
     }
     if url.startswith("sqlite"):

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, cast
 
-import orjson
 import psycopg
 from sqlalchemy import Row, Table, insert, select, tuple_
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from modelserve.core.db import json_text, utc_bound
 from modelserve.predictions.models import Prediction
 from modelserve.predictions.schemas import PredictionRecord
 from modelserve.registry.models import Model, ModelVersion
@@ -30,20 +30,13 @@ _SQLITE_INSERT = (  # the columns are PredictionRecord's field names
 )
 
 
-def _json_text(value: Any) -> str:
-    """A JSON column's value as the engine's JSON serialiser writes it (None: JSON null)."""
-    return orjson.dumps(value, option=orjson.OPT_SERIALIZE_NUMPY).decode()
-
-
 def _sqlite_time(value: datetime) -> str:
     """What ``UTCDateTime`` and SQLite's DATETIME bind: naive UTC, always with microseconds."""
-    if value.tzinfo is None:
-        raise ValueError("naive datetime given for a UTC timestamp column")
-    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+    return utc_bound(value, naive=True).isoformat(" ", "microseconds")
 
 
 _Binds = dict[str, Callable[[Any], Any]]
-_COPY_BINDS: _Binds = dict.fromkeys(_JSON_FIELDS, _json_text)
+_COPY_BINDS: _Binds = dict.fromkeys(_JSON_FIELDS, json_text)
 """How COPY takes a record's values: psycopg adapts all but the JSON columns' text."""
 _SQLITE_BINDS: _Binds = {
     "request_id": lambda value: value.hex,  # Uuid() on SQLite: CHAR(32) of hex digits
